@@ -1,0 +1,4 @@
+//! The humanization engine: a pure library from sequences to results.
+//! No tokio, no SQL, no HTTP; the only data it reads is embedded in the binary.
+
+pub mod chain;

@@ -1,0 +1,4 @@
+//! veneer: a self-hosted antibody humanization service in one binary.
+//! See ARCHITECTURE.md for the codemap.
+
+pub mod engine;
