@@ -2,3 +2,6 @@
 //! No tokio, no SQL, no HTTP; the only data it reads is embedded in the binary.
 
 pub mod chain;
+pub mod numbering;
+pub mod sequence;
+pub mod liabilities;
