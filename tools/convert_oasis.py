@@ -9,9 +9,12 @@ Format (all integers little-endian; read by src/engine/humanness.rs, which must 
 changed in step with this file):
 
 Each 9-mer is encoded in base 20 over the alphabet ACDEFGHIKLMNPQRSTVWY, first residue
-most significant: a value below 20^9 < 2^39. The sorted values are stored as an
-Elias-Fano sequence with 16 low bits, which gives exact membership (the structure is
-the set itself, not a filter) in ~2.4 bytes per peptide:
+most significant: a value below 20^9 < 2^39. The value is then scrambled by `mix`, a
+bijection on 39-bit integers, because antibody peptides cluster (the largest bucket of
+the plain encoding holds 18,174 peptides, which would make some lookups scan hundreds
+of words); scrambled, buckets hold a handful. The sorted scrambled values are stored
+as an Elias-Fano sequence with 16 low bits, which gives exact membership (the
+structure is the set itself, not a filter) in ~2.4 bytes per peptide:
 
   offset  size  field
   0       8     magic b"VNROASIS"
@@ -20,17 +23,18 @@ the set itself, not a filter) in ~2.4 bytes per peptide:
   16      8     peptide count n
   24      4     low bits (16)
   28      4     buckets per sample (64)
-  32      8     bucket count = 20^9 / 2^16 (a bucket = one value of `value >> 16`)
+  32      8     bucket count = 2^39 / 2^16 (a bucket = one value of `mixed >> 16`)
   40      8     number of u64 words in the bucket bit vector
   48      8     number of u32 samples
   56      32    SHA-256 of the source .txt.gz file
   88      20    the alphabet, b"ACDEFGHIKLMNPQRSTVWY"
-  108     20    zero
+  108     4     scramble function id (1 = `mix` below)
+  112     16    zero
   128     ...   bucket bit vector: for every bucket in order, one 1-bit per peptide in
                 it followed by a 0-bit (bit p is bit p % 64 of word p / 64)
   ...     ...   samples: for every 64th bucket b, the bit position where bucket b
                 starts (u32)
-  ...     ...   low 16 bits of every value, in sorted order (u16)
+  ...     ...   low 16 bits of every scrambled value, in sorted order (u16)
 
 The element rank at the start of bucket b is (start position - b), because exactly b
 0-bits precede it. Sections start at 8-byte aligned offsets.
@@ -54,7 +58,10 @@ BUCKETS_PER_SAMPLE = 64
 VERSION = 1
 MAGIC = b"VNROASIS"
 HEADER_LEN = 128
-UNIVERSE = 20**PEPTIDE_LEN
+VALUE_BITS = 39
+UNIVERSE = 1 << VALUE_BITS
+MIX_ID = 1
+MASK = UNIVERSE - 1
 
 SOURCE_NAME = "OASis_9mers_v1_10perc_subjects.txt.gz"
 DEFAULT_OUTPUT = os.path.join(
@@ -87,14 +94,36 @@ def encode_lines(raw: bytes) -> np.ndarray:
     values = np.zeros(len(rows), dtype=np.uint64)
     for i in range(PEPTIDE_LEN):
         values = values * np.uint64(20) + digits[:, i].astype(np.uint64)
-    return values
+    return mix_array(values)
 
 
 def encode_peptide(peptide: bytes) -> int:
     value = 0
     for residue in peptide:
         value = value * 20 + ALPHABET.index(residue)
-    return value
+    return mix(value)
+
+
+def mix(x):
+    """A bijection on [0, 2^39): xor-shifts and multiplications by odd constants
+    modulo 2^39 are each invertible. Works on Python ints and on uint64 arrays
+    (whose wrapping multiplication agrees modulo 2^39)."""
+    x ^= x >> 20
+    x = (x * 0x9E3779B97F4A7C15) & MASK
+    x ^= x >> 19
+    x = (x * 0xBF58476D1CE4E5B9) & MASK
+    x ^= x >> 20
+    return x
+
+
+def mix_array(x: np.ndarray) -> np.ndarray:
+    mask = np.uint64(MASK)
+    x = x ^ (x >> np.uint64(20))
+    x = (x * np.uint64(0x9E3779B97F4A7C15)) & mask
+    x = x ^ (x >> np.uint64(19))
+    x = (x * np.uint64(0xBF58476D1CE4E5B9)) & mask
+    x = x ^ (x >> np.uint64(20))
+    return x
 
 
 def build(values: np.ndarray):
@@ -131,6 +160,8 @@ class Reader:
         (magic, version, k, n, low_bits, per_sample, num_buckets,
          num_words, num_samples) = struct.unpack_from("<8sIIQIIQQQ", data, 0)
         assert magic == MAGIC and version == VERSION and k == PEPTIDE_LEN
+        (mix_id,) = struct.unpack_from("<I", data, 108)
+        assert mix_id == MIX_ID
         self.n, self.low_bits, self.per_sample = n, low_bits, per_sample
         off = HEADER_LEN
         self.words = np.frombuffer(data, "<u8", num_words, off)
@@ -171,16 +202,17 @@ def main():
     raw = gzip.decompress(compressed)
     values = encode_lines(raw)
     n_lines = len(values)
-    values = np.unique(values)  # sorts; the source has no duplicates (checked below)
+    # Sorts; `mix` is a bijection, so duplicates here are duplicates in the source.
+    values = np.unique(values)
     if len(values) != n_lines:
         raise SystemExit(f"source has {n_lines - len(values)} duplicate peptides")
     n = len(values)
 
     num_buckets, words, samples, lows = build(values)
     header = struct.pack(
-        "<8sIIQIIQQQ32s20s20s", MAGIC, VERSION, PEPTIDE_LEN, n, LOW_BITS,
+        "<8sIIQIIQQQ32s20sI16s", MAGIC, VERSION, PEPTIDE_LEN, n, LOW_BITS,
         BUCKETS_PER_SAMPLE, num_buckets, len(words), len(samples), sha256, ALPHABET,
-        b"\0" * 20,
+        MIX_ID, b"\0" * 16,
     )
     assert len(header) == HEADER_LEN
     data = header + pad8(words.tobytes()) + pad8(samples.tobytes()) + pad8(lows.tobytes())
@@ -196,6 +228,7 @@ def main():
     assert len(zero_positions) == num_buckets
     starts = np.concatenate(([0], zero_positions[:-1] + 1))
     assert np.array_equal(starts[:: BUCKETS_PER_SAMPLE], reader.samples), "samples differ"
+    largest_bucket = int(np.max(zero_positions - starts))
 
     # Round trip 2: the query path itself (slow in Python, so on a sample) on source
     # peptides, including the first and last, and on random non-members.
@@ -223,6 +256,7 @@ def main():
     print(f"peptides {n:,} ({len(raw):,} bytes as text, {len(compressed):,} gzipped)")
     print(f"wrote   {output}: {len(data):,} bytes ({len(data) / n:.2f} bytes/peptide)")
     print(f"  bucket bits {len(words) * 8:,} B, samples {len(samples) * 4:,} B, lows {2 * n:,} B")
+    print(f"  largest bucket {largest_bucket} peptides")
     print(f"verified: decoding gives back all {n:,} peptides and nothing else; lookups of "
           f"{len(sample):,} source peptides found, {absent:,} random non-members not found")
 

@@ -229,6 +229,9 @@ mod tests {
         assert_eq!(found.unpaired_cysteine, vec!["H92", "H100"]);
         // Kappa conserved pair is L23/L88: a light chain fragment without them reports both.
         let fragment = synthetic(ChainType::K, 30, b"AAAA");
-        assert_eq!(find(ChainType::K, &fragment).unpaired_cysteine, vec!["L23", "L88"]);
+        assert_eq!(
+            find(ChainType::K, &fragment).unpaired_cysteine,
+            vec!["L23", "L88"]
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! No tokio, no SQL, no HTTP; the only data it reads is embedded in the binary.
 
 pub mod chain;
+pub mod germlines;
+pub mod grafting;
+pub mod liabilities;
 pub mod numbering;
 pub mod sequence;
-pub mod liabilities;

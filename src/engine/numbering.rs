@@ -5,10 +5,13 @@
 //! insertion rules. What this module adds: our position labels, our errors, one alignment for
 //! every scheme, and the checks that an input field holds the chain it claims to.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::OnceLock;
 
-use immunum::{Annotator, Chain, Scheme as ImmunumScheme};
+use immunum::alignment::{AlignBuffer, AlignedPosition};
+use immunum::numbering::apply_numbering;
+use immunum::{Alignment, Chain, Scheme as ImmunumScheme, ScoringMatrix, align};
 use serde::Serialize;
 
 use super::chain::ChainType;
@@ -185,16 +188,79 @@ pub fn cdr(scheme: Scheme, chain_type: ChainType, position: Position) -> Option<
 /// below ~70 a "domain" is a fragment an alignment happened to fit.
 const MIN_DOMAIN_LENGTH: usize = 70;
 
-fn annotator() -> &'static Annotator {
-    static ANNOTATOR: OnceLock<Annotator> = OnceLock::new();
-    ANNOTATOR.get_or_init(|| {
-        Annotator::new(&[Chain::IGH, Chain::IGK, Chain::IGL], ImmunumScheme::IMGT, None)
-            .expect("three antibody chains and IMGT are a valid immunum configuration")
+/// immunum's own threshold on normalised alignment score for "this is an antibody domain".
+const MIN_CONFIDENCE: f32 = immunum::DEFAULT_MIN_CONFIDENCE;
+
+/// The last IMGT position ANARCI's human models reach: the length of the first human J germline
+/// in ANARCI's table (`get_hmm_length`), 127 for kappa, 128 for heavy and lambda.
+fn last_imgt_state(chain_type: ChainType) -> u8 {
+    match chain_type {
+        ChainType::K => 127,
+        ChainType::H | ChainType::L => 128,
+    }
+}
+
+fn profiles() -> &'static [(ChainType, ScoringMatrix); 3] {
+    static PROFILES: OnceLock<[(ChainType, ScoringMatrix); 3]> = OnceLock::new();
+    PROFILES.get_or_init(|| {
+        [
+            (ChainType::H, ScoringMatrix::load(Chain::IGH)),
+            (ChainType::K, ScoringMatrix::load(Chain::IGK)),
+            (ChainType::L, ScoringMatrix::load(Chain::IGL)),
+        ]
     })
 }
 
-/// Numbers one chain (already cleaned by [`super::sequence::clean`]).
+thread_local! {
+    // Reused by every alignment on this thread, as immunum's own annotator does.
+    static ALIGN_BUFFER: RefCell<AlignBuffer> = RefCell::new(AlignBuffer::new());
+}
+
+/// The best alignment of `text` against the profiles of `chain_types`, by raw score.
+fn best_alignment(text: &str, chain_types: &[ChainType]) -> (ChainType, Alignment) {
+    ALIGN_BUFFER.with_borrow_mut(|buffer| {
+        let mut best: Option<(ChainType, Alignment)> = None;
+        for (chain_type, profile) in profiles() {
+            if !chain_types.contains(chain_type) {
+                continue;
+            }
+            let alignment = align(text, &profile.positions, Some(&mut *buffer));
+            if best.as_ref().is_none_or(|(_, b)| alignment.score > b.score) {
+                best = Some((*chain_type, alignment));
+            }
+        }
+        best.expect("at least one chain type is always searched")
+    })
+}
+
+fn confidence(alignment: &Alignment) -> f32 {
+    if alignment.max_confidence_score > 0.0 {
+        (alignment.confidence_score / alignment.max_confidence_score).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+fn immunum_chain(chain_type: ChainType) -> Chain {
+    match chain_type {
+        ChainType::H => Chain::IGH,
+        ChainType::K => Chain::IGK,
+        ChainType::L => Chain::IGL,
+    }
+}
+
+/// Numbers one chain (already cleaned by [`super::sequence::clean`]), detecting its type.
 pub fn number(residues: &[u8]) -> Result<NumberedChain, ChainError> {
+    number_among(residues, &[ChainType::H, ChainType::K, ChainType::L])
+}
+
+/// Numbers a chain whose type is already known (a germline, or a chain we built ourselves),
+/// skipping the alignments against the other chain types.
+pub fn number_as(residues: &[u8], chain_type: ChainType) -> Result<NumberedChain, ChainError> {
+    number_among(residues, &[chain_type])
+}
+
+fn number_among(residues: &[u8], chain_types: &[ChainType]) -> Result<NumberedChain, ChainError> {
     // `clean` guarantees ASCII upper-case letters, so this cannot fail.
     let text = std::str::from_utf8(residues).map_err(|_| ChainError::NotAntibody {
         detail: "the sequence is not text".into(),
@@ -204,54 +270,196 @@ pub fn number(residues: &[u8]) -> Result<NumberedChain, ChainError> {
             length: residues.len(),
         });
     }
-    let domains = annotator()
-        .domains(text)
-        .map_err(|error| ChainError::NotAntibody {
-            detail: match error {
-                immunum::SequenceError::LowConfidence { confidence, .. } => format!(
-                    "its best alignment to heavy, kappa and lambda profiles scores {confidence:.2} of a perfect match; 0.50 is needed"
-                ),
-                other => other.to_string(),
-            },
-        })?;
-    let domain = &domains[0];
-    let chain_type = match domain.chain() {
-        Chain::IGH => ChainType::H,
-        Chain::IGK => ChainType::K,
-        Chain::IGL => ChainType::L,
-        other => {
-            return Err(ChainError::NotAntibody {
-                detail: format!("it aligns as a T-cell receptor chain ({other})"),
-            });
-        }
-    };
-    let length = domain.query_end() + 1 - domain.query_start();
+    let (chain_type, alignment) = best_alignment(text, chain_types);
+    let confidence = confidence(&alignment);
+    if confidence < MIN_CONFIDENCE {
+        return Err(ChainError::NotAntibody {
+            detail: format!(
+                "its best alignment to heavy, kappa and lambda profiles scores {confidence:.2} of a perfect match; {MIN_CONFIDENCE:.2} is needed"
+            ),
+        });
+    }
+    let mut states = alignment.positions;
+    let (start, mut end) = (alignment.query_start, alignment.query_end);
+    end = extend_to_framework_end(&mut states, end, last_imgt_state(chain_type));
+    let start = anarci_start(&mut states, residues, start, end, chain_type);
+    let length = end + 1 - start;
     if length < MIN_DOMAIN_LENGTH {
         return Err(ChainError::TooShort { length });
     }
-    let scheme_positions = |scheme| -> Result<Vec<Position>, ChainError> {
-        let numbering = domain
-            .number(scheme)
-            .map_err(|error| ChainError::NotAntibody {
-                detail: error.to_string(),
-            })?;
-        Ok(numbering
-            .positions
+    if let Some(second) = second_domain(text, start, end, chain_types) {
+        return Err(ChainError::NotAntibody {
+            detail: format!(
+                "it holds two variable domains (the second starts at residue {}); give each chain on its own",
+                second + 1
+            ),
+        });
+    }
+    let domain = &states[start..=end];
+    let chain = immunum_chain(chain_type);
+    let positions = |scheme| -> Vec<Position> {
+        let mut positions: Vec<Position> = apply_numbering(domain, scheme, chain)
             .iter()
             .map(|p| Position {
                 number: p.number,
                 insertion: p.insertion.map(|c| c as u8),
             })
-            .collect())
+            .collect();
+        // immunum's Kabat and Chothia light-chain rules stop at IMGT 127 (L107); ANARCI numbers a
+        // lambda's IMGT 128 residue as L108, the same offset as the rest of framework 4.
+        if !chain_type.is_heavy()
+            && positions.len() + 1 == domain.len()
+            && domain.last() == Some(&AlignedPosition::Aligned(128))
+        {
+            positions.push(Position::new(108));
+        }
+        positions
     };
     Ok(NumberedChain {
         chain_type,
-        residues: residues[domain.query_start()..=domain.query_end()].to_vec(),
-        start: domain.query_start(),
+        residues: residues[start..=end].to_vec(),
+        start,
         input_length: residues.len(),
-        imgt: scheme_positions(ImmunumScheme::IMGT)?,
-        kabat: scheme_positions(ImmunumScheme::Kabat)?,
-        chothia: scheme_positions(ImmunumScheme::Chothia)?,
+        imgt: positions(ImmunumScheme::IMGT),
+        kabat: positions(ImmunumScheme::Kabat),
+        chothia: positions(ImmunumScheme::Chothia),
+    })
+}
+
+/// ANARCI's C-terminal rule (`_hmm_alignment_to_states`): when the alignment stops inside the
+/// last few framework-4 positions (after IMGT 123) and residues follow, the domain is extended
+/// through them up to IMGT 128, because a C-terminus unlike germline (a lambda `G` before the
+/// constant region, say) is still part of the domain. Returns the new last residue index.
+fn extend_to_framework_end(states: &mut [AlignedPosition], end: usize, last: u8) -> usize {
+    let last_state = states[..=end].iter().rev().find_map(|s| match s {
+        AlignedPosition::Aligned(n) => Some(*n),
+        AlignedPosition::Insertion() => None,
+    });
+    let Some(last_state) = last_state.filter(|&n| n > 123 && n < last) else {
+        return end;
+    };
+    let room = usize::from(last - last_state);
+    let extension = room.min(states.len() - 1 - end);
+    for (k, state) in states[end + 1..=end + extension].iter_mut().enumerate() {
+        *state = AlignedPosition::Aligned(last_state + 1 + k as u8);
+    }
+    end + extension
+}
+
+/// Match-state emission log-odds of ANARCI's human and mouse HMMs, by chain type:
+/// `[species][state - 1][amino acid]` (see `tools/convert_anarci_hmm.py`).
+type Emissions = Vec<[f32; 20]>;
+
+fn anarci_emissions(chain_type: ChainType) -> &'static [Emissions; 2] {
+    static TABLES: OnceLock<[[Emissions; 2]; 3]> = OnceLock::new();
+    let tables = TABLES.get_or_init(|| {
+        let text = include_str!("../../data/numbering/anarci_match_logodds.tsv");
+        let mut tables: [[Emissions; 2]; 3] = Default::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let mut fields = line.split('\t');
+            let model = fields.next().unwrap_or("");
+            let (Some(species), Some(chain)) = (
+                ["human", "mouse"].iter().position(|s| model.starts_with(s)),
+                ['H', 'K', 'L'].iter().position(|&c| model.ends_with(c)),
+            ) else {
+                continue;
+            };
+            let _state = fields.next();
+            let mut row = [0f32; 20];
+            for (slot, value) in row.iter_mut().zip(fields) {
+                *slot = value.parse().unwrap_or(0.0);
+            }
+            tables[chain][species].push(row);
+        }
+        tables
+    });
+    match chain_type {
+        ChainType::H => &tables[0],
+        ChainType::K => &tables[1],
+        ChainType::L => &tables[2],
+    }
+}
+
+/// How many leading residues ANARCI's start rule looks at, and the per-residue cost that stands
+/// in for HMMER's posterior-decoded alignment boundary (fitted on the oracle set: any value in
+/// 0.2–0.4 reproduces hmmscan's start on all of its chains).
+const START_WINDOW: usize = 6;
+const START_COST: f32 = 0.3;
+
+/// Places the domain's first residue where ANARCI does.
+///
+/// ANARCI numbers from hmmscan's local alignment, which leaves out leading residues that score
+/// badly against its human and mouse HMMs (a rabbit VH's first residues, say), then
+/// `_hmm_alignment_to_states` adds some back: when the alignment starts at HMM state 2–5, it
+/// extends backwards by the state offset, or by `min(seq_start, hmm_start - seq_start)` when fewer
+/// residues precede it. We score immunum's alignment with the HMM emissions of the better of the
+/// two species models, take the local start that maximises the score, and apply the same rule.
+fn anarci_start(
+    states: &mut [AlignedPosition],
+    residues: &[u8],
+    start: usize,
+    end: usize,
+    chain_type: ChainType,
+) -> usize {
+    let aa_index = |r: u8| super::chain::AMINO_ACIDS.iter().position(|&a| a == r);
+    let score = |model: &Emissions, i: usize| -> Option<f32> {
+        match states[i] {
+            AlignedPosition::Aligned(state) => {
+                let row = model.get(usize::from(state).checked_sub(1)?)?;
+                Some(row[aa_index(residues[i])?])
+            }
+            AlignedPosition::Insertion() => None,
+        }
+    };
+    let models = anarci_emissions(chain_type);
+    let total = |model: &Emissions| (start..=end).filter_map(|i| score(model, i)).sum::<f32>();
+    let model = if total(&models[1]) > total(&models[0]) {
+        &models[1]
+    } else {
+        &models[0]
+    };
+
+    // The local start: the prefix whose removal most improves the score, net of a cost per
+    // residue kept. The window stops at the first insertion.
+    let (mut best_k, mut best, mut prefix) = (0, 0f32, 0f32);
+    for k in 0..START_WINDOW.min(end + 1 - start) {
+        let Some(e) = score(model, start + k) else { break };
+        prefix += e;
+        let value = prefix - START_COST * (k + 1) as f32;
+        if value < best {
+            best = value;
+            best_k = k + 1;
+        }
+    }
+    let seq_start = start + best_k;
+    let AlignedPosition::Aligned(first_state) = states[seq_start] else {
+        return start;
+    };
+    let hmm_start = usize::from(first_state) - 1;
+    let extend = match hmm_start {
+        1..=4 if hmm_start <= seq_start => hmm_start,
+        1..=4 => seq_start.min(hmm_start - seq_start),
+        _ => 0,
+    };
+    let new_start = seq_start - extend;
+    for (k, state) in states[new_start..seq_start].iter_mut().enumerate() {
+        // `extend <= hmm_start < 5`, so these are states 1..=4.
+        *state = AlignedPosition::Aligned((hmm_start - extend + 1 + k) as u8);
+    }
+    new_start
+}
+
+/// Where a second confident variable domain starts, if the residues outside the first hold one.
+fn second_domain(text: &str, start: usize, end: usize, chain_types: &[ChainType]) -> Option<usize> {
+    let flanks = [(0, start), (end + 1, text.len())];
+    flanks.into_iter().find_map(|(from, to)| {
+        if to - from < MIN_DOMAIN_LENGTH {
+            return None;
+        }
+        let (_, alignment) = best_alignment(&text[from..to], chain_types);
+        let length = alignment.query_end + 1 - alignment.query_start;
+        (confidence(&alignment) >= MIN_CONFIDENCE && length >= MIN_DOMAIN_LENGTH)
+            .then_some(from + alignment.query_start)
     })
 }
 

@@ -38,7 +38,10 @@ impl fmt::Display for ChainError {
                 "{residue:?} at position {position} is not one of the 20 standard amino acids (one-letter codes ACDEFGHIKLMNPQRSTVWY)"
             ),
             ChainError::NotAntibody { detail } => {
-                write!(f, "not recognised as an antibody variable domain ({detail})")
+                write!(
+                    f,
+                    "not recognised as an antibody variable domain ({detail})"
+                )
             }
             ChainError::WrongChainType { expected, found } => {
                 let found = match found {

@@ -1,0 +1,295 @@
+//! Human germline V and J genes and the choice of an acceptor framework.
+//!
+//! The table is AbNumber 0.4.4's `germlines.py` (MIT; derived from IMGT®), converted by
+//! `tools/convert_germlines.py` and embedded. The ranking follows AbNumber's
+//! `Chain.find_human_germlines`: genes with a duplicate ungapped sequence are skipped, each
+//! remaining gene is scored over the IMGT positions it shares with the chain as
+//! `identical + 0.01 × BLOSUM62-similar` (identical residues count as similar too), and a stable
+//! sort keeps the earliest gene of the table on ties.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use super::chain::ChainType;
+use super::numbering::Position;
+
+const HUMAN_IMGT_JSON: &str = include_str!("../../data/germlines/human_imgt.json");
+
+/// One germline gene, aligned to its set's IMGT positions (`b'-'` where it has no residue).
+#[derive(Debug)]
+pub struct Gene {
+    pub name: String,
+    aligned: Vec<u8>,
+}
+
+/// The V (or J) genes of one chain type, on one shared list of IMGT positions.
+#[derive(Debug)]
+struct GeneSet {
+    positions: Vec<Position>,
+    genes: Vec<Gene>,
+}
+
+/// The embedded human germline table.
+#[derive(Debug)]
+pub struct Germlines {
+    v: [GeneSet; 3],
+    j: [GeneSet; 3],
+}
+
+/// The acceptor chosen for one chain: the best V and J genes and their merge.
+#[derive(Debug, Clone)]
+pub struct Acceptor {
+    pub v_gene: &'static str,
+    pub j_gene: &'static str,
+    /// The V gene's residues, then the J gene's at positions the V gene does not cover,
+    /// in IMGT sequence order (AbNumber's `Chain.merge`, V taking priority).
+    pub merged: Vec<(Position, u8)>,
+}
+
+impl Acceptor {
+    /// The merged germline as a plain sequence.
+    pub fn sequence(&self) -> Vec<u8> {
+        self.merged.iter().map(|&(_, r)| r).collect()
+    }
+}
+
+fn slot(chain_type: ChainType) -> usize {
+    match chain_type {
+        ChainType::H => 0,
+        ChainType::K => 1,
+        ChainType::L => 2,
+    }
+}
+
+/// Sort key putting IMGT positions in sequence order: insertions follow their number, except at
+/// 33, 61 and 112, where IMGT places them before it in descending order (…32A, 33B, 33A, 33).
+pub fn imgt_order(position: &Position) -> (u8, i16) {
+    let letter = position
+        .insertion
+        .map_or(0, |l| i16::from(l) - i16::from(b'A') + 1);
+    if matches!(position.number, 33 | 61 | 112) {
+        (position.number, -letter)
+    } else {
+        (position.number, letter)
+    }
+}
+
+/// BLOSUM62-positive pairs, as AbNumber's `SIMILAR_PAIRS` lists them (symmetric, and every
+/// residue similar to itself).
+fn similar(a: u8, b: u8) -> bool {
+    if a == b {
+        return true;
+    }
+    let (a, b) = if a < b { (a, b) } else { (b, a) };
+    matches!(
+        (a, b),
+        (b'A', b'S')
+            | (b'D', b'E')
+            | (b'D', b'N')
+            | (b'E', b'K')
+            | (b'E', b'Q')
+            | (b'F', b'W')
+            | (b'F', b'Y')
+            | (b'H', b'N')
+            | (b'H', b'Y')
+            | (b'I', b'L')
+            | (b'I', b'M')
+            | (b'I', b'V')
+            | (b'K', b'Q')
+            | (b'K', b'R')
+            | (b'L', b'M')
+            | (b'L', b'V')
+            | (b'M', b'V')
+            | (b'N', b'S')
+            | (b'Q', b'R')
+            | (b'S', b'T')
+            | (b'W', b'Y')
+    )
+}
+
+#[derive(Deserialize)]
+struct RawSet {
+    positions: Vec<String>,
+    aligned_sequences: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+struct RawTable {
+    v: HashMap<String, RawSet>,
+    j: HashMap<String, RawSet>,
+}
+
+fn parse_set(raw: &RawSet) -> Result<GeneSet, String> {
+    let positions = raw
+        .positions
+        .iter()
+        .map(|label| label.parse::<Position>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut genes = Vec::new();
+    for (name, aligned) in &raw.aligned_sequences {
+        let aligned = aligned
+            .as_str()
+            .ok_or_else(|| format!("{name}: not a string"))?
+            .as_bytes()
+            .to_vec();
+        if aligned.len() != positions.len() {
+            return Err(format!(
+                "{name}: {} residues for {} positions",
+                aligned.len(),
+                positions.len()
+            ));
+        }
+        // AbNumber's `unique=True`: a gene whose ungapped sequence repeats an earlier one's is
+        // skipped, so the earlier name is the one reported.
+        let ungapped: Vec<u8> = aligned.iter().copied().filter(|&r| r != b'-').collect();
+        if seen.insert(ungapped) {
+            genes.push(Gene {
+                name: name.clone(),
+                aligned,
+            });
+        }
+    }
+    Ok(GeneSet { positions, genes })
+}
+
+impl Germlines {
+    /// The embedded human table, parsed once.
+    pub fn human() -> &'static Germlines {
+        static TABLE: OnceLock<Germlines> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            Germlines::parse(HUMAN_IMGT_JSON)
+                .expect("the embedded germline table is checked by the germlines tests")
+        })
+    }
+
+    fn parse(json: &str) -> Result<Germlines, String> {
+        let raw: RawTable = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let set = |sets: &HashMap<String, RawSet>, t: &str| {
+            sets.get(t)
+                .ok_or_else(|| format!("no {t} genes"))
+                .and_then(parse_set)
+        };
+        Ok(Germlines {
+            v: [set(&raw.v, "H")?, set(&raw.v, "K")?, set(&raw.v, "L")?],
+            j: [set(&raw.j, "H")?, set(&raw.j, "K")?, set(&raw.j, "L")?],
+        })
+    }
+
+    /// Ranks one set's genes against a chain; returns indices best first (stable on ties).
+    fn ranked(set: &GeneSet, chain: &HashMap<Position, u8>) -> Vec<(usize, f64)> {
+        let residues: Vec<Option<u8>> = set
+            .positions
+            .iter()
+            .map(|p| chain.get(p).copied())
+            .collect();
+        let mut scores: Vec<(usize, f64)> = set
+            .genes
+            .iter()
+            .enumerate()
+            .map(|(i, gene)| {
+                let (mut identical, mut similar_count) = (0u32, 0u32);
+                for (&g, r) in gene.aligned.iter().zip(&residues) {
+                    if let Some(r) = *r
+                        && g != b'-'
+                    {
+                        identical += u32::from(g == r);
+                        similar_count += u32::from(similar(g, r));
+                    }
+                }
+                // The same float expression numpy evaluates, so ties fall the same way.
+                (i, -f64::from(identical) - f64::from(similar_count) * 0.01)
+            })
+            .collect();
+        scores.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(Ordering::Equal));
+        scores
+    }
+
+    /// The closest human V and J genes of the chain's own type (kappa never mixed with lambda),
+    /// from its IMGT numbering, and their merge.
+    pub fn acceptor(&'static self, chain_type: ChainType, imgt: &[(Position, u8)]) -> Acceptor {
+        let chain: HashMap<Position, u8> = imgt.iter().copied().collect();
+        let (v_set, j_set) = (&self.v[slot(chain_type)], &self.j[slot(chain_type)]);
+        let v = &v_set.genes[Self::ranked(v_set, &chain)[0].0];
+        let j = &j_set.genes[Self::ranked(j_set, &chain)[0].0];
+
+        let mut merged: Vec<(Position, u8)> = Vec::with_capacity(v.aligned.len() + j.aligned.len());
+        let present = |set: &'static GeneSet, gene: &'static Gene| {
+            set.positions
+                .iter()
+                .copied()
+                .zip(gene.aligned.iter().copied())
+                .filter(|&(_, r)| r != b'-')
+        };
+        merged.extend(present(v_set, v));
+        for (position, residue) in present(j_set, j) {
+            if !merged.iter().any(|&(p, _)| p == position) {
+                merged.push((position, residue));
+            }
+        }
+        merged.sort_by_key(|(p, _)| imgt_order(p));
+        Acceptor {
+            v_gene: &v.name,
+            j_gene: &j.name,
+            merged,
+        }
+    }
+}
+
+/// Fraction of a chain's residues identical to the germline at the same IMGT position.
+pub fn germline_content(imgt: &[(Position, u8)], germline: &[(Position, u8)]) -> f64 {
+    if imgt.is_empty() {
+        return 0.0;
+    }
+    let germline: HashMap<Position, u8> = germline.iter().copied().collect();
+    let identical = imgt
+        .iter()
+        .filter(|(p, r)| germline.get(p) == Some(r))
+        .count();
+    identical as f64 / imgt.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_table_parses_with_every_chain_type() {
+        let table = Germlines::parse(HUMAN_IMGT_JSON).unwrap();
+        for set in table.v.iter().chain(table.j.iter()) {
+            assert!(!set.genes.is_empty());
+        }
+        // AbNumber 0.4.4 ships 241 human IGHV alleles, some with identical protein sequences.
+        assert!(table.v[0].genes.len() < 241);
+        assert!(table.v[0].genes.iter().all(|g| g.name.starts_with("IGHV")));
+        assert!(table.v[1].genes.iter().all(|g| g.name.starts_with("IGKV")));
+        assert!(table.j[2].genes.iter().all(|g| g.name.starts_with("IGLJ")));
+    }
+
+    #[test]
+    fn imgt_order_puts_cdr_insertions_where_imgt_does() {
+        let p = |s: &str| s.parse::<Position>().unwrap();
+        let mut labels = vec![
+            p("112"),
+            p("111A"),
+            p("112A"),
+            p("111"),
+            p("112B"),
+            p("113"),
+        ];
+        labels.sort_by_key(imgt_order);
+        let shown: Vec<String> = labels.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["111", "111A", "112B", "112A", "112", "113"]);
+    }
+
+    #[test]
+    fn similarity_is_symmetric_and_reflexive() {
+        assert!(similar(b'S', b'A') && similar(b'A', b'S'));
+        assert!(similar(b'W', b'W'));
+        assert!(!similar(b'W', b'A'));
+    }
+}

@@ -1,0 +1,132 @@
+//! CDR grafting onto a human acceptor framework, with optional Vernier back-mutations.
+//!
+//! The rule is AbNumber's `Chain.graft_cdrs_onto`: both chains in Kabat numbering, the
+//! acceptor's residues everywhere outside the Kabat CDRs, then every parental residue inside a
+//! Kabat CDR (and, for the Vernier strategy, at a Vernier position) placed at its own position.
+//! Parental framework positions the acceptor lacks are dropped; acceptor positions the parental
+//! chain lacks are kept. The result is read in Kabat order.
+
+use std::collections::BTreeMap;
+
+use super::chain::ChainType;
+use super::numbering::{Position, is_kabat_cdr};
+
+/// Vernier-zone positions (Foote & Winter 1992), by Kabat number; insertions at these numbers
+/// count too, as AbNumber compares the number alone.
+pub fn is_vernier(chain_type: ChainType, position: Position) -> bool {
+    let n = position.number;
+    if chain_type.is_heavy() {
+        matches!(n, 2 | 27..=30 | 47..=49 | 67 | 69 | 71 | 73 | 78 | 93 | 94 | 103)
+    } else {
+        matches!(n, 2 | 4 | 35 | 36 | 46..=49 | 64 | 66 | 68 | 69 | 71 | 98)
+    }
+}
+
+/// Grafts the parental chain's Kabat CDRs onto the acceptor; both Kabat-numbered.
+pub fn graft(
+    chain_type: ChainType,
+    parental: &[(Position, u8)],
+    acceptor: &[(Position, u8)],
+    backmutate_vernier: bool,
+) -> Vec<(Position, u8)> {
+    let mut grafted: BTreeMap<Position, u8> = acceptor
+        .iter()
+        .copied()
+        .filter(|&(p, _)| !is_kabat_cdr(chain_type, p))
+        .collect();
+    for &(position, residue) in parental {
+        if is_kabat_cdr(chain_type, position)
+            || (backmutate_vernier && is_vernier(chain_type, position))
+        {
+            grafted.insert(position, residue);
+        }
+    }
+    grafted.into_iter().collect()
+}
+
+/// The mutations from `parental` to `humanized`, aligned by Kabat position, in Kabat order, as
+/// `H5:Q>V`; a position present in only one chain counts, with `-` for the missing residue.
+pub fn mutation_list(
+    chain_type: ChainType,
+    parental: &[(Position, u8)],
+    humanized: &[(Position, u8)],
+) -> Vec<String> {
+    let mut aligned: BTreeMap<Position, (u8, u8)> = BTreeMap::new();
+    for &(p, r) in parental {
+        aligned.entry(p).or_insert((b'-', b'-')).0 = r;
+    }
+    for &(p, r) in humanized {
+        aligned.entry(p).or_insert((b'-', b'-')).1 = r;
+    }
+    aligned
+        .into_iter()
+        .filter(|(_, (from, to))| from != to)
+        .map(|(p, (from, to))| format!("{}:{}>{}", p.label(chain_type), from as char, to as char))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(entries: &[(&str, u8)]) -> Vec<(Position, u8)> {
+        entries
+            .iter()
+            .map(|&(l, r)| (l.parse().unwrap(), r))
+            .collect()
+    }
+
+    #[test]
+    fn vernier_positions_are_the_kabat_zone() {
+        let h = ChainType::H;
+        for n in [2, 27, 30, 47, 49, 67, 69, 71, 73, 78, 93, 94, 103] {
+            assert!(is_vernier(h, Position::new(n)), "H{n}");
+        }
+        for n in [1, 3, 26, 31, 46, 50, 68, 82, 95, 104] {
+            assert!(!is_vernier(h, Position::new(n)), "H{n}");
+        }
+        for n in [2, 4, 35, 36, 46, 49, 64, 66, 68, 69, 71, 98] {
+            assert!(is_vernier(ChainType::K, Position::new(n)), "L{n}");
+        }
+        assert!(!is_vernier(ChainType::L, Position::new(67)));
+    }
+
+    #[test]
+    fn cdrs_come_from_parental_and_frameworks_from_acceptor() {
+        let h = ChainType::H;
+        // H30 framework (Vernier), H31–H35A CDR-H1, H36 framework.
+        let parental = chain(&[
+            ("30", b'T'),
+            ("31", b'D'),
+            ("35", b'N'),
+            ("35A", b'Y'),
+            ("36", b'W'),
+            ("82A", b'N'),
+        ]);
+        let acceptor = chain(&[
+            ("29", b'F'),
+            ("30", b'S'),
+            ("31", b'S'),
+            ("35", b'S'),
+            ("36", b'W'),
+        ]);
+        let straight = graft(h, &parental, &acceptor, false);
+        assert_eq!(
+            straight,
+            chain(&[
+                ("29", b'F'),
+                ("30", b'S'),
+                ("31", b'D'),
+                ("35", b'N'),
+                ("35A", b'Y'),
+                ("36", b'W')
+            ])
+        );
+        let vernier = graft(h, &parental, &acceptor, true);
+        assert_eq!(vernier[1], ("30".parse().unwrap(), b'T'));
+        assert_eq!(
+            mutation_list(h, &parental, &straight),
+            ["H29:->F", "H30:T>S", "H82A:N>-"]
+        );
+    }
+}

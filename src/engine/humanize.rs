@@ -1,0 +1,330 @@
+//! The pipeline: one variant in, one result per strategy out.
+//!
+//! Every value a result carries is computed from the humanized chains themselves (their own
+//! numbering, liabilities, OASis and germline identity), so a result can be read without its
+//! parental variant, and the parental report is computed by the same code.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use super::chain::ChainType;
+use super::germlines::{Acceptor, Germlines, germline_content};
+use super::grafting::{graft, mutation_list};
+use super::humanness::{self, HumanPeptides};
+use super::liabilities::{self, Liabilities};
+use super::numbering::{NumberedChain, Position, Scheme, number, number_as};
+use super::sequence::{ChainError, Expected, clean};
+
+/// A humanization strategy; the caller passes the list to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    CdrGrafting,
+    CdrGraftingVernier,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 2] = [Strategy::CdrGrafting, Strategy::CdrGraftingVernier];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::CdrGrafting => "cdr_grafting",
+            Strategy::CdrGraftingVernier => "cdr_grafting_vernier",
+        }
+    }
+
+    /// Parses a comma-separated list (`cdr_grafting,cdr_grafting_vernier`), keeping the order
+    /// given and refusing duplicates and unknown names.
+    pub fn parse_list(list: &str) -> Result<Vec<Strategy>, String> {
+        let mut strategies = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let strategy: Strategy = name.parse()?;
+            if strategies.contains(&strategy) {
+                return Err(format!("strategy {name:?} is listed twice"));
+            }
+            strategies.push(strategy);
+        }
+        if strategies.is_empty() {
+            return Err("no strategy given".into());
+        }
+        Ok(strategies)
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Strategy::ALL
+            .into_iter()
+            .find(|strategy| strategy.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown strategy {s:?}; known: {}", known.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A variant's chain that could not be used, naming the chain (`VH` or `VL`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantError {
+    pub chain: &'static str,
+    pub error: ChainError,
+}
+
+impl fmt::Display for VariantError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.chain, self.error)
+    }
+}
+
+impl std::error::Error for VariantError {}
+
+/// A validated, numbered antibody: a heavy chain and, unless single-domain, a light chain.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub vh: NumberedChain,
+    pub vl: Option<NumberedChain>,
+}
+
+impl Variant {
+    /// Cleans, numbers and checks both chains; each must be the kind its field names.
+    pub fn new(vh: &str, vl: Option<&str>) -> Result<Variant, VariantError> {
+        let vh = prepare(vh, Expected::Heavy).map_err(|error| VariantError { chain: "VH", error })?;
+        let vl = vl
+            .map(|vl| prepare(vl, Expected::Light).map_err(|error| VariantError { chain: "VL", error }))
+            .transpose()?;
+        Ok(Variant { vh, vl })
+    }
+}
+
+fn prepare(raw: &str, expected: Expected) -> Result<NumberedChain, ChainError> {
+    let chain = number(&clean(raw)?)?;
+    let heavy = chain.chain_type.is_heavy();
+    if heavy != (expected == Expected::Heavy) {
+        return Err(ChainError::WrongChainType {
+            expected,
+            found: chain.chain_type.letter(),
+        });
+    }
+    Ok(chain)
+}
+
+/// A value per chain; `vl` is `null` for a single-domain antibody.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerChain<T> {
+    pub vh: T,
+    pub vl: Option<T>,
+}
+
+/// OASis identity per chain and pooled over the antibody.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OasisIdentity {
+    pub vh: f64,
+    pub vl: Option<f64>,
+    pub antibody: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OasisScore {
+    pub mean: f64,
+    pub median: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GermlinePair {
+    pub v: String,
+    pub j: String,
+}
+
+/// What the engine reports about one antibody (parental or humanized).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AntibodyReport {
+    pub liabilities: Liabilities,
+    pub oasis_score: OasisScore,
+    pub oasis_identity: OasisIdentity,
+    pub germlines: PerChain<GermlinePair>,
+    pub germline_content: PerChain<f64>,
+}
+
+/// One strategy's result, as a completed job and `veneer humanize` hold it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StrategyResult {
+    pub strategy: Strategy,
+    pub humanized_vh: String,
+    pub humanized_vl: Option<String>,
+    pub mutations: PerChain<usize>,
+    pub mutation_list: PerChain<Vec<String>>,
+    #[serde(flatten)]
+    pub report: AntibodyReport,
+}
+
+/// Something the engine itself could not do on a valid variant (never a user error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineError(pub String);
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// One chain with everything the report needs: both numberings and its germline reference.
+struct ChainFacts {
+    chain_type: ChainType,
+    kabat: Vec<(Position, u8)>,
+    imgt: Vec<(Position, u8)>,
+    residues: Vec<u8>,
+    acceptor: Acceptor,
+}
+
+impl ChainFacts {
+    /// Facts of a chain against its own closest human germlines.
+    fn closest(chain: &NumberedChain) -> ChainFacts {
+        let imgt: Vec<(Position, u8)> = chain.numbered(Scheme::Imgt).collect();
+        let acceptor = Germlines::human().acceptor(chain.chain_type, &imgt);
+        ChainFacts {
+            chain_type: chain.chain_type,
+            kabat: chain.numbered(Scheme::Kabat).collect(),
+            imgt,
+            residues: chain.residues.clone(),
+            acceptor,
+        }
+    }
+}
+
+/// The engine with its humanness reference; cheap to share across threads.
+pub struct Humanizer<'a> {
+    peptides: &'a dyn HumanPeptides,
+}
+
+impl<'a> Humanizer<'a> {
+    pub fn new(peptides: &'a dyn HumanPeptides) -> Self {
+        Humanizer { peptides }
+    }
+
+    /// The parental variant's own report, so a user sees what humanization changed.
+    pub fn parental(&self, variant: &Variant) -> AntibodyReport {
+        let vh = ChainFacts::closest(&variant.vh);
+        let vl = variant.vl.as_ref().map(ChainFacts::closest);
+        self.report(&vh, vl.as_ref())
+    }
+
+    /// Runs each strategy in turn.
+    pub fn humanize(
+        &self,
+        variant: &Variant,
+        strategies: &[Strategy],
+    ) -> Result<Vec<StrategyResult>, EngineError> {
+        strategies.iter().map(|&s| self.run(variant, s)).collect()
+    }
+
+    /// Runs one strategy.
+    pub fn run(&self, variant: &Variant, strategy: Strategy) -> Result<StrategyResult, EngineError> {
+        let parental_vh = ChainFacts::closest(&variant.vh);
+        let parental_vl = variant.vl.as_ref().map(ChainFacts::closest);
+        let humanize_chain = |parental: &ChainFacts| -> Result<ChainFacts, EngineError> {
+            match strategy {
+                Strategy::CdrGrafting => graft_chain(parental, false),
+                Strategy::CdrGraftingVernier => graft_chain(parental, true),
+            }
+        };
+        let vh = humanize_chain(&parental_vh)?;
+        let vl = parental_vl.as_ref().map(humanize_chain).transpose()?;
+
+        let mutations_of = |parental: &ChainFacts, humanized: &ChainFacts| {
+            mutation_list(parental.chain_type, &parental.kabat, &humanized.kabat)
+        };
+        let list_vh = mutations_of(&parental_vh, &vh);
+        let list_vl = parental_vl.as_ref().zip(vl.as_ref()).map(|(p, h)| mutations_of(p, h));
+        Ok(StrategyResult {
+            strategy,
+            humanized_vh: text(&vh.residues),
+            humanized_vl: vl.as_ref().map(|c| text(&c.residues)),
+            mutations: PerChain {
+                vh: list_vh.len(),
+                vl: list_vl.as_ref().map(Vec::len),
+            },
+            mutation_list: PerChain {
+                vh: list_vh,
+                vl: list_vl,
+            },
+            report: self.report(&vh, vl.as_ref()),
+        })
+    }
+
+    fn report(&self, vh: &ChainFacts, vl: Option<&ChainFacts>) -> AntibodyReport {
+        let liabilities = {
+            let heavy = liabilities::find(vh.chain_type, &vh.kabat);
+            match vl {
+                Some(vl) => heavy.merged(liabilities::find(vl.chain_type, &vl.kabat)),
+                None => heavy,
+            }
+        };
+        let chains: Vec<(&[u8], ChainType)> = std::iter::once(vh)
+            .chain(vl)
+            .map(|c| (c.residues.as_slice(), c.chain_type))
+            .collect();
+        let identity = |c: &ChainFacts| humanness::oasis_identity(&c.residues, c.chain_type, self.peptides);
+        let (mean, median) = humanness::oasis_score(&chains, self.peptides);
+        let germlines = |c: &ChainFacts| GermlinePair {
+            v: c.acceptor.v_gene.to_string(),
+            j: c.acceptor.j_gene.to_string(),
+        };
+        let content = |c: &ChainFacts| germline_content(&c.imgt, &c.acceptor.merged);
+        AntibodyReport {
+            liabilities,
+            oasis_score: OasisScore { mean, median },
+            oasis_identity: OasisIdentity {
+                vh: identity(vh),
+                vl: vl.map(identity),
+                antibody: humanness::oasis_identity_pooled(&chains, self.peptides),
+            },
+            germlines: PerChain {
+                vh: germlines(vh),
+                vl: vl.map(germlines),
+            },
+            germline_content: PerChain {
+                vh: content(vh),
+                vl: vl.map(content),
+            },
+        }
+    }
+}
+
+fn text(residues: &[u8]) -> String {
+    residues.iter().map(|&r| r as char).collect()
+}
+
+/// Grafts one chain onto its acceptor. The acceptor (V+J merged in IMGT) is renumbered in Kabat,
+/// as AbNumber renumbers its germline, and the graft is renumbered to report on it.
+fn graft_chain(parental: &ChainFacts, vernier: bool) -> Result<ChainFacts, EngineError> {
+    let acceptor = number_as(&parental.acceptor.sequence(), parental.chain_type).map_err(|e| {
+        EngineError(format!(
+            "the germline {}+{} could not be numbered: {e}",
+            parental.acceptor.v_gene, parental.acceptor.j_gene
+        ))
+    })?;
+    let acceptor_kabat: Vec<(Position, u8)> = acceptor.numbered(Scheme::Kabat).collect();
+    let kabat = graft(parental.chain_type, &parental.kabat, &acceptor_kabat, vernier);
+    let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
+    let renumbered = number_as(&residues, parental.chain_type)
+        .map_err(|e| EngineError(format!("the grafted chain could not be numbered: {e}")))?;
+    Ok(ChainFacts {
+        chain_type: parental.chain_type,
+        kabat,
+        imgt: renumbered.numbered(Scheme::Imgt).collect(),
+        residues,
+        acceptor: parental.acceptor.clone(),
+    })
+}
