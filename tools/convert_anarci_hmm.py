@@ -9,7 +9,9 @@ scores the first aligned residues with these emissions (see src/engine/numbering
 Input: anarci/dat/HMMs/ALL.hmm from the installed `anarci` package (pip install anarci).
 Output: data/numbering/anarci_match_logodds.tsv — one line per (model, state):
     model  state  20 log-odds in ACDEFGHIKLMNPQRSTVWY order (natural log, vs HMMER's
-    default amino-acid background), rounded to 4 decimals.
+    default amino-acid background), then the state's 7 transition log-probabilities
+    (m->m m->i m->d i->m i->i d->m d->d, natural log; -99 for an impossible move),
+    rounded to 4 decimals.
 Only the human and mouse H/K/L models are kept: those are ANARCI's default species.
 """
 import hashlib
@@ -42,7 +44,9 @@ def models(path):
                 fields = lines[i].split()
                 state = int(fields[0])
                 neg_log_p = [float(x) for x in fields[1:21]]
-                yield name, state, [math.log(math.exp(-e) / bg) for e, bg in zip(neg_log_p, BACKGROUND)]
+                emissions = [math.log(math.exp(-e) / bg) for e, bg in zip(neg_log_p, BACKGROUND)]
+                transitions = [-99.0 if t == "*" else -float(t) for t in lines[i + 2].split()[:7]]
+                yield name, state, emissions + transitions
                 i += 3
             name = None
         i += 1
@@ -56,7 +60,7 @@ def main():
     rows = [(n, s, v) for n, s, v in models(source) if n in KEEP]
     with open(out, "w") as f:
         f.write(f"# ANARCI {version} anarci/dat/HMMs/ALL.hmm sha256={digest} (BSD-3-Clause, Dunbar & Deane 2016)\n")
-        f.write("# model\tstate\t" + "\t".join(AMINO_ACIDS) + "\n")
+        f.write("# model\tstate\t" + "\t".join(AMINO_ACIDS) + "\tmm\tmi\tmd\tim\tii\tdm\tdd\n")
         for name, state, values in rows:
             f.write(f"{name}\t{state}\t" + "\t".join(f"{v:.4f}" for v in values) + "\n")
     print(f"wrote {len(rows)} states of {len(KEEP)} models to {out}")

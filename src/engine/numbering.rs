@@ -283,6 +283,7 @@ fn number_among(residues: &[u8], chain_types: &[ChainType]) -> Result<NumberedCh
     let (start, mut end) = (alignment.query_start, alignment.query_end);
     end = extend_to_framework_end(&mut states, end, last_imgt_state(chain_type));
     let start = anarci_start(&mut states, residues, start, end, chain_type);
+    place_framework_deletions(&mut states[start..=end], &residues[start..=end], chain_type);
     let length = end + 1 - start;
     if length < MIN_DOMAIN_LENGTH {
         return Err(ChainError::TooShort { length });
@@ -290,7 +291,7 @@ fn number_among(residues: &[u8], chain_types: &[ChainType]) -> Result<NumberedCh
     if let Some(second) = second_domain(text, start, end, chain_types) {
         return Err(ChainError::NotAntibody {
             detail: format!(
-                "it holds two variable domains (the second starts at residue {}); give each chain on its own",
+                "it holds two variable domains (the other one starts at residue {}); give each chain on its own",
                 second + 1
             ),
         });
@@ -346,9 +347,15 @@ fn extend_to_framework_end(states: &mut [AlignedPosition], end: usize, last: u8)
     end + extension
 }
 
-/// Match-state emission log-odds of ANARCI's human and mouse HMMs, by chain type:
-/// `[species][state - 1][amino acid]` (see `tools/convert_anarci_hmm.py`).
-type Emissions = Vec<[f32; 20]>;
+/// One HMM node of ANARCI's human or mouse model: 20 match emission log-odds (A…Y), then the
+/// log-probabilities of the moves to the next node (see `tools/convert_anarci_hmm.py`).
+type Node = [f32; 27];
+/// A model's nodes, `[state - 1]`.
+type Emissions = Vec<Node>;
+const MM: usize = 20;
+const MD: usize = 22;
+const DM: usize = 25;
+const DD: usize = 26;
 
 fn anarci_emissions(chain_type: ChainType) -> &'static [Emissions; 2] {
     static TABLES: OnceLock<[[Emissions; 2]; 3]> = OnceLock::new();
@@ -365,7 +372,7 @@ fn anarci_emissions(chain_type: ChainType) -> &'static [Emissions; 2] {
                 continue;
             };
             let _state = fields.next();
-            let mut row = [0f32; 20];
+            let mut row: Node = [0f32; 27];
             for (slot, value) in row.iter_mut().zip(fields) {
                 *slot = value.parse().unwrap_or(0.0);
             }
@@ -423,7 +430,9 @@ fn anarci_start(
     // residue kept. The window stops at the first insertion.
     let (mut best_k, mut best, mut prefix) = (0, 0f32, 0f32);
     for k in 0..START_WINDOW.min(end + 1 - start) {
-        let Some(e) = score(model, start + k) else { break };
+        let Some(e) = score(model, start + k) else {
+            break;
+        };
         prefix += e;
         let value = prefix - START_COST * (k + 1) as f32;
         if value < best {
@@ -447,6 +456,210 @@ fn anarci_start(
         *state = AlignedPosition::Aligned((hmm_start - extend + 1 + k) as u8);
     }
     new_start
+}
+
+/// The framework regions in IMGT states; deletions inside CDRs are placed by the schemes' own
+/// rules, so only framework deletions depend on the aligner.
+const FRAMEWORKS: [(u8, u8); 4] = [(1, 26), (39, 55), (66, 104), (118, 128)];
+/// Residues each side of a deletion among which it may move.
+const DELETION_WINDOW: u8 = 4;
+
+/// Moves each framework deletion to where ANARCI's HMM puts it.
+///
+/// immunum and hmmscan agree on which residues form a framework, but where a residue is
+/// missing (rabbit FR3, a kappa lacking IMGT 10) they can place the gap a state or two apart.
+/// Around each framework deletion (deletions close together form one window) we re-place the
+/// gaps among the residues of the window to maximise the HMM's own score, match emissions plus
+/// position-specific move probabilities, so they land where hmmscan's alignment puts them.
+/// Ties keep immunum's placement.
+fn place_framework_deletions(
+    states: &mut [AlignedPosition],
+    residues: &[u8],
+    chain_type: ChainType,
+) {
+    let aligned = |s: &AlignedPosition| match s {
+        AlignedPosition::Aligned(n) => Some(*n),
+        AlignedPosition::Insertion() => None,
+    };
+    let framework = |n: u8| {
+        FRAMEWORKS
+            .iter()
+            .copied()
+            .find(|&(a, b)| (a..=b).contains(&n))
+    };
+
+    // State ranges around each framework deletion, clipped to its framework, merged if they touch.
+    let mut windows: Vec<(u8, u8)> = Vec::new();
+    for pair in states.windows(2) {
+        let (Some(here), Some(next)) = (aligned(&pair[0]), aligned(&pair[1])) else {
+            continue;
+        };
+        let Some((fr_start, fr_end)) = framework(here).filter(|&f| framework(next) == Some(f))
+        else {
+            continue;
+        };
+        if next <= here + 1 {
+            continue;
+        }
+        let low = here.saturating_sub(DELETION_WINDOW).max(fr_start + 1);
+        let high = (next + DELETION_WINDOW).min(fr_end - 1);
+        match windows.last_mut() {
+            Some(last) if last.1 + 1 >= low => last.1 = last.1.max(high),
+            _ => windows.push((low, high)),
+        }
+    }
+    if windows.is_empty() {
+        return;
+    }
+    let models = anarci_emissions(chain_type);
+    let model = {
+        let score = |model: &Emissions| -> f32 {
+            states
+                .iter()
+                .zip(residues)
+                .filter_map(|(s, &r)| Some(model.get(usize::from(aligned(s)?) - 1)?[aa(r)?]))
+                .sum()
+        };
+        if score(&models[1]) > score(&models[0]) {
+            &models[1]
+        } else {
+            &models[0]
+        }
+    };
+    for (low, high) in windows {
+        // The residues inside the window, anchored by match states just outside it.
+        let inside: Vec<usize> = (0..states.len())
+            .filter(|&i| aligned(&states[i]).is_some_and(|n| (low..=high).contains(&n)))
+            .collect();
+        let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else {
+            continue;
+        };
+        if first == 0 || last + 1 >= states.len() || last + 1 - first != inside.len() {
+            continue;
+        }
+        let (Some(before), Some(after)) = (aligned(&states[first - 1]), aligned(&states[last + 1]))
+        else {
+            continue;
+        };
+        if before >= low || after <= high {
+            continue;
+        }
+        let current: Vec<u8> = inside.iter().filter_map(|&i| aligned(&states[i])).collect();
+        let best = best_placement(model, &residues[first..=last], before, after, &current);
+        for (state, n) in states[first..=last].iter_mut().zip(best) {
+            *state = AlignedPosition::Aligned(n);
+        }
+    }
+}
+
+fn aa(residue: u8) -> Option<usize> {
+    super::chain::AMINO_ACIDS.iter().position(|&a| a == residue)
+}
+
+/// The states for `window`'s residues between match states `before` and `after` that score
+/// best under `model`; `current` wins ties.
+fn best_placement(
+    model: &Emissions,
+    window: &[u8],
+    before: u8,
+    after: u8,
+    current: &[u8],
+) -> Vec<u8> {
+    let node = |state: u8| model.get(usize::from(state) - 1);
+    let score = |placement: &[u8]| -> Option<f32> {
+        let mut total = 0f32;
+        let mut matched = placement
+            .iter()
+            .copied()
+            .zip(window.iter().copied())
+            .peekable();
+        let mut previous_is_match = true;
+        for state in before + 1..=after {
+            let from = node(state - 1)?;
+            let is_match = state == after || matched.peek().is_some_and(|&(s, _)| s == state);
+            total += from[match (previous_is_match, is_match) {
+                (true, true) => MM,
+                (true, false) => MD,
+                (false, true) => DM,
+                (false, false) => DD,
+            }];
+            if state == after {
+                break;
+            }
+            if is_match {
+                let (_, residue) = matched.next()?;
+                total += node(state)?[aa(residue)?];
+            }
+            previous_is_match = is_match;
+        }
+        Some(total)
+    };
+    // HMMER aligns by optimal accuracy, not by best score: each residue's posterior probability
+    // of sitting at each state (here over every placement in the window, weighted by its
+    // probability), then the placement with the largest summed posterior.
+    let mut placements: Vec<(Vec<u8>, f64)> = Vec::new();
+    let mut placement = Vec::with_capacity(window.len());
+    choose_states(
+        before + 1,
+        after - 1,
+        window.len(),
+        &mut placement,
+        &mut |candidate| {
+            if let Some(value) = score(candidate) {
+                placements.push((candidate.to_vec(), f64::from(value)));
+            }
+        },
+    );
+    let Some(top) = placements.iter().map(|(_, v)| *v).reduce(f64::max) else {
+        return current.to_vec();
+    };
+    let span = usize::from(after - before);
+    let mut posterior = vec![vec![0f64; span]; window.len()];
+    for (candidate, value) in &placements {
+        let weight = (value - top).exp();
+        for (j, &state) in candidate.iter().enumerate() {
+            posterior[j][usize::from(state - before)] += weight;
+        }
+    }
+    let accuracy = |candidate: &[u8]| -> f64 {
+        candidate
+            .iter()
+            .enumerate()
+            .map(|(j, &state)| posterior[j][usize::from(state - before)])
+            .sum()
+    };
+    let mut best = (current.to_vec(), accuracy(current));
+    for (candidate, _) in &placements {
+        let value = accuracy(candidate);
+        if value > best.1 * (1.0 + 1e-9) + 1e-12 {
+            best = (candidate.clone(), value);
+        }
+    }
+    best.0
+}
+
+/// Calls `visit` with every increasing choice of `count` states in `low..=high`.
+fn choose_states(
+    low: u8,
+    high: u8,
+    count: usize,
+    chosen: &mut Vec<u8>,
+    visit: &mut dyn FnMut(&[u8]),
+) {
+    if chosen.len() == count {
+        visit(chosen);
+        return;
+    }
+    let remaining = count - chosen.len();
+    let start = chosen.last().map_or(low, |&s| s + 1);
+    for state in start..=high {
+        if usize::from(high - state) + 1 < remaining {
+            break;
+        }
+        chosen.push(state);
+        choose_states(low, high, count, chosen, visit);
+        chosen.pop();
+    }
 }
 
 /// Where a second confident variable domain starts, if the residues outside the first hold one.
