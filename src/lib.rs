@@ -1,4 +1,6 @@
 //! veneer: a self-hosted antibody humanization service in one binary.
 //! See ARCHITECTURE.md for the codemap.
 
+pub mod cli;
 pub mod engine;
+pub mod store;

@@ -240,6 +240,80 @@ impl Germlines {
     }
 }
 
+const SPECIES_V_JSON: &str = include_str!("../../data/germlines/species_v.json");
+
+/// V genes of every species in ANARCI's germline table, 128 IMGT positions each (no insertions),
+/// for calling the species a chain is closest to.
+struct SpeciesTable {
+    /// Per chain type: (species, gene) with its residues at IMGT 1..=128 (`b'-'` for none).
+    genes: [Vec<(&'static str, [u8; 128])>; 3],
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+struct RawSpecies {
+    v: HashMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+fn species_table() -> &'static SpeciesTable {
+    static TABLE: OnceLock<SpeciesTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        parse_species(SPECIES_V_JSON)
+            .expect("the embedded species table is checked by the germlines tests")
+    })
+}
+
+fn parse_species(json: &'static str) -> Result<SpeciesTable, String> {
+    let raw: RawSpecies = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let mut genes: [Vec<(&'static str, [u8; 128])>; 3] = Default::default();
+    for (slot, chain) in ["H", "K", "L"].iter().enumerate() {
+        let by_species = raw
+            .v
+            .get(*chain)
+            .ok_or_else(|| format!("no {chain} genes"))?;
+        for (species, table) in by_species {
+            // Species names are few; leaking them once gives the results `'static` names.
+            let species: &'static str = Box::leak(species.clone().into_boxed_str());
+            for (name, aligned) in table.as_object().ok_or("species table is not an object")? {
+                let aligned = aligned
+                    .as_str()
+                    .ok_or_else(|| format!("{name}: not a string"))?;
+                let residues: [u8; 128] = aligned
+                    .as_bytes()
+                    .try_into()
+                    .map_err(|_| format!("{name}: {} positions, not 128", aligned.len()))?;
+                genes[slot].push((species, residues));
+            }
+        }
+    }
+    Ok(SpeciesTable { genes })
+}
+
+/// The smallest share of a V gene's residues a chain must match for its species to be named.
+const MIN_SPECIES_IDENTITY: f64 = 0.6;
+
+/// The species of the V germline closest to the chain (identical residues at the same IMGT
+/// position, over ANARCI's germline table), or `None` when no germline is close enough.
+pub fn closest_species(chain_type: ChainType, imgt: &[(Position, u8)]) -> Option<&'static str> {
+    let mut chain = [b'.'; 128];
+    for (position, residue) in imgt {
+        if position.insertion.is_none() && (1..=128).contains(&position.number) {
+            chain[usize::from(position.number) - 1] = *residue;
+        }
+    }
+    let mut best: Option<(&'static str, f64)> = None;
+    for (species, gene) in &species_table().genes[slot(chain_type)] {
+        let identical = chain.iter().zip(gene).filter(|(c, g)| c == g).count();
+        let length = gene.iter().filter(|&&g| g != b'-').count().max(1);
+        let identity = identical as f64 / length as f64;
+        if best.is_none_or(|(_, b)| identity > b) {
+            best = Some((species, identity));
+        }
+    }
+    best.filter(|&(_, identity)| identity >= MIN_SPECIES_IDENTITY)
+        .map(|(species, _)| species)
+}
+
 /// Fraction of a chain's residues identical to the germline at the same IMGT position.
 pub fn germline_content(imgt: &[(Position, u8)], germline: &[(Position, u8)]) -> f64 {
     if imgt.is_empty() {
@@ -268,6 +342,15 @@ mod tests {
         assert!(table.v[0].genes.iter().all(|g| g.name.starts_with("IGHV")));
         assert!(table.v[1].genes.iter().all(|g| g.name.starts_with("IGKV")));
         assert!(table.j[2].genes.iter().all(|g| g.name.starts_with("IGLJ")));
+    }
+
+    #[test]
+    fn species_table_parses_with_human_and_mouse_for_every_chain_type() {
+        let table = parse_species(SPECIES_V_JSON).unwrap();
+        for genes in &table.genes {
+            assert!(genes.iter().any(|(s, _)| *s == "human"));
+            assert!(genes.iter().any(|(s, _)| *s == "mouse"));
+        }
     }
 
     #[test]

@@ -9,7 +9,52 @@
 use std::collections::BTreeMap;
 
 use super::chain::ChainType;
-use super::numbering::{Position, is_kabat_cdr};
+use super::germlines::{Acceptor, Germlines};
+use super::numbering::{NumberedChain, Position, Scheme, is_kabat_cdr, number_as};
+use super::sequence::ChainError;
+
+/// A chain grafted onto its closest human germline.
+#[derive(Debug, Clone)]
+pub struct Graft {
+    pub acceptor: Acceptor,
+    /// The grafted chain, Kabat-numbered, in Kabat order.
+    pub kabat: Vec<(Position, u8)>,
+}
+
+impl Graft {
+    pub fn sequence(&self) -> String {
+        self.kabat.iter().map(|&(_, r)| r as char).collect()
+    }
+}
+
+/// AbNumber's `graft_cdrs_onto_human_germline`: the closest human V and J (by the chain's IMGT
+/// numbering), merged and renumbered in Kabat, then the parental Kabat CDRs grafted onto it.
+pub fn graft_onto_human_germline(
+    chain: &NumberedChain,
+    backmutate_vernier: bool,
+) -> Result<Graft, ChainError> {
+    let imgt: Vec<(Position, u8)> = chain.numbered(Scheme::Imgt).collect();
+    let acceptor = Germlines::human().acceptor(chain.chain_type, &imgt);
+    graft_onto(chain, acceptor, backmutate_vernier)
+}
+
+/// Grafts onto a given acceptor (the caller may already have chosen it).
+pub fn graft_onto(
+    chain: &NumberedChain,
+    acceptor: Acceptor,
+    backmutate_vernier: bool,
+) -> Result<Graft, ChainError> {
+    let numbered = number_as(&acceptor.sequence(), chain.chain_type)?;
+    let acceptor_kabat: Vec<(Position, u8)> = numbered.numbered(Scheme::Kabat).collect();
+    let parental: Vec<(Position, u8)> = chain.numbered(Scheme::Kabat).collect();
+    let kabat = graft(
+        chain.chain_type,
+        &parental,
+        &acceptor_kabat,
+        backmutate_vernier,
+    );
+    Ok(Graft { acceptor, kabat })
+}
 
 /// Vernier-zone positions (Foote & Winter 1992), by Kabat number; insertions at these numbers
 /// count too, as AbNumber compares the number alone.

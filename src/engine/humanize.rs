@@ -11,8 +11,10 @@ use serde::Serialize;
 
 use super::chain::ChainType;
 use super::germlines::{Acceptor, Germlines, germline_content};
-use super::grafting::{graft, mutation_list};
-use super::humanness::{self, HumanPeptides};
+use super::grafting::{graft_onto, mutation_list};
+use super::humanness::{
+    ChainOasis, HumanPeptides, OasisIdentity, OasisScore, oasis_score, pooled_oasis_identity,
+};
 use super::liabilities::{self, Liabilities};
 use super::numbering::{NumberedChain, Position, Scheme, number, number_as};
 use super::sequence::{ChainError, Expected, clean};
@@ -98,9 +100,12 @@ pub struct Variant {
 impl Variant {
     /// Cleans, numbers and checks both chains; each must be the kind its field names.
     pub fn new(vh: &str, vl: Option<&str>) -> Result<Variant, VariantError> {
-        let vh = prepare(vh, Expected::Heavy).map_err(|error| VariantError { chain: "VH", error })?;
+        let vh =
+            prepare(vh, Expected::Heavy).map_err(|error| VariantError { chain: "VH", error })?;
         let vl = vl
-            .map(|vl| prepare(vl, Expected::Light).map_err(|error| VariantError { chain: "VL", error }))
+            .map(|vl| {
+                prepare(vl, Expected::Light).map_err(|error| VariantError { chain: "VL", error })
+            })
             .transpose()?;
         Ok(Variant { vh, vl })
     }
@@ -125,20 +130,6 @@ pub struct PerChain<T> {
     pub vl: Option<T>,
 }
 
-/// OASis identity per chain and pooled over the antibody.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OasisIdentity {
-    pub vh: f64,
-    pub vl: Option<f64>,
-    pub antibody: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OasisScore {
-    pub mean: f64,
-    pub median: f64,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GermlinePair {
     pub v: String,
@@ -149,7 +140,7 @@ pub struct GermlinePair {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AntibodyReport {
     pub liabilities: Liabilities,
-    pub oasis_score: OasisScore,
+    pub oasis_score: Option<OasisScore>,
     pub oasis_identity: OasisIdentity,
     pub germlines: PerChain<GermlinePair>,
     pub germline_content: PerChain<f64>,
@@ -230,23 +221,36 @@ impl<'a> Humanizer<'a> {
     }
 
     /// Runs one strategy.
-    pub fn run(&self, variant: &Variant, strategy: Strategy) -> Result<StrategyResult, EngineError> {
+    pub fn run(
+        &self,
+        variant: &Variant,
+        strategy: Strategy,
+    ) -> Result<StrategyResult, EngineError> {
         let parental_vh = ChainFacts::closest(&variant.vh);
         let parental_vl = variant.vl.as_ref().map(ChainFacts::closest);
-        let humanize_chain = |parental: &ChainFacts| -> Result<ChainFacts, EngineError> {
-            match strategy {
-                Strategy::CdrGrafting => graft_chain(parental, false),
-                Strategy::CdrGraftingVernier => graft_chain(parental, true),
-            }
-        };
-        let vh = humanize_chain(&parental_vh)?;
-        let vl = parental_vl.as_ref().map(humanize_chain).transpose()?;
+        let humanize_chain =
+            |chain: &NumberedChain, parental: &ChainFacts| -> Result<ChainFacts, EngineError> {
+                match strategy {
+                    Strategy::CdrGrafting => graft_chain(chain, &parental.acceptor, false),
+                    Strategy::CdrGraftingVernier => graft_chain(chain, &parental.acceptor, true),
+                }
+            };
+        let vh = humanize_chain(&variant.vh, &parental_vh)?;
+        let vl = variant
+            .vl
+            .as_ref()
+            .zip(parental_vl.as_ref())
+            .map(|(chain, parental)| humanize_chain(chain, parental))
+            .transpose()?;
 
         let mutations_of = |parental: &ChainFacts, humanized: &ChainFacts| {
             mutation_list(parental.chain_type, &parental.kabat, &humanized.kabat)
         };
         let list_vh = mutations_of(&parental_vh, &vh);
-        let list_vl = parental_vl.as_ref().zip(vl.as_ref()).map(|(p, h)| mutations_of(p, h));
+        let list_vl = parental_vl
+            .as_ref()
+            .zip(vl.as_ref())
+            .map(|(p, h)| mutations_of(p, h));
         Ok(StrategyResult {
             strategy,
             humanized_vh: text(&vh.residues),
@@ -271,12 +275,11 @@ impl<'a> Humanizer<'a> {
                 None => heavy,
             }
         };
-        let chains: Vec<(&[u8], ChainType)> = std::iter::once(vh)
-            .chain(vl)
-            .map(|c| (c.residues.as_slice(), c.chain_type))
+        let oasis_vh = ChainOasis::new(&vh.residues, vh.chain_type, self.peptides);
+        let oasis_vl = vl.map(|c| ChainOasis::new(&c.residues, c.chain_type, self.peptides));
+        let oasis: Vec<&ChainOasis> = std::iter::once(&oasis_vh)
+            .chain(oasis_vl.as_ref())
             .collect();
-        let identity = |c: &ChainFacts| humanness::oasis_identity(&c.residues, c.chain_type, self.peptides);
-        let (mean, median) = humanness::oasis_score(&chains, self.peptides);
         let germlines = |c: &ChainFacts| GermlinePair {
             v: c.acceptor.v_gene.to_string(),
             j: c.acceptor.j_gene.to_string(),
@@ -284,11 +287,11 @@ impl<'a> Humanizer<'a> {
         let content = |c: &ChainFacts| germline_content(&c.imgt, &c.acceptor.merged);
         AntibodyReport {
             liabilities,
-            oasis_score: OasisScore { mean, median },
+            oasis_score: oasis_score(&oasis),
             oasis_identity: OasisIdentity {
-                vh: identity(vh),
-                vl: vl.map(identity),
-                antibody: humanness::oasis_identity_pooled(&chains, self.peptides),
+                vh: oasis_vh.identity(),
+                vl: oasis_vl.as_ref().and_then(ChainOasis::identity),
+                antibody: pooled_oasis_identity(&oasis),
             },
             germlines: PerChain {
                 vh: germlines(vh),
@@ -306,25 +309,26 @@ fn text(residues: &[u8]) -> String {
     residues.iter().map(|&r| r as char).collect()
 }
 
-/// Grafts one chain onto its acceptor. The acceptor (V+J merged in IMGT) is renumbered in Kabat,
-/// as AbNumber renumbers its germline, and the graft is renumbered to report on it.
-fn graft_chain(parental: &ChainFacts, vernier: bool) -> Result<ChainFacts, EngineError> {
-    let acceptor = number_as(&parental.acceptor.sequence(), parental.chain_type).map_err(|e| {
+/// Grafts one chain onto its acceptor and renumbers the graft to report on it.
+fn graft_chain(
+    parental: &NumberedChain,
+    acceptor: &Acceptor,
+    vernier: bool,
+) -> Result<ChainFacts, EngineError> {
+    let graft = graft_onto(parental, acceptor.clone(), vernier).map_err(|e| {
         EngineError(format!(
             "the germline {}+{} could not be numbered: {e}",
-            parental.acceptor.v_gene, parental.acceptor.j_gene
+            acceptor.v_gene, acceptor.j_gene
         ))
     })?;
-    let acceptor_kabat: Vec<(Position, u8)> = acceptor.numbered(Scheme::Kabat).collect();
-    let kabat = graft(parental.chain_type, &parental.kabat, &acceptor_kabat, vernier);
-    let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
+    let residues: Vec<u8> = graft.kabat.iter().map(|&(_, r)| r).collect();
     let renumbered = number_as(&residues, parental.chain_type)
         .map_err(|e| EngineError(format!("the grafted chain could not be numbered: {e}")))?;
     Ok(ChainFacts {
         chain_type: parental.chain_type,
-        kabat,
+        kabat: graft.kabat,
         imgt: renumbered.numbered(Scheme::Imgt).collect(),
         residues,
-        acceptor: parental.acceptor.clone(),
+        acceptor: graft.acceptor,
     })
 }

@@ -4,6 +4,8 @@
 pub mod chain;
 pub mod germlines;
 pub mod grafting;
+pub mod humanize;
+pub mod humanness;
 pub mod liabilities;
 pub mod numbering;
 pub mod sequence;

@@ -1,0 +1,3 @@
+//! Everything that reads or writes SQLite. Today: BioPhi's OASis database, read-only.
+
+pub mod oasis_db;
