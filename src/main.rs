@@ -40,7 +40,7 @@ enum Command {
     /// Humanize antibodies: one JSON object per antibody, or a table for people.
     Humanize {
         /// Comma-separated strategies to run, in order.
-        #[arg(long, default_value = "cdr_grafting,cdr_grafting_vernier", value_parser = parse_strategies)]
+        #[arg(long, default_value = "cdr_grafting,cdr_grafting_vernier,sapiens", value_parser = parse_strategies)]
         strategies: Strategies,
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]

@@ -9,14 +9,15 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::chain::ChainType;
+use super::chain::{AMINO_ACIDS, ChainType};
 use super::germlines::{Acceptor, Germlines, germline_content};
 use super::grafting::{graft_onto, mutation_list};
 use super::humanness::{
     ChainOasis, HumanPeptides, OasisIdentity, OasisScore, oasis_score, pooled_oasis_identity,
 };
 use super::liabilities::{self, Liabilities};
-use super::numbering::{NumberedChain, Position, Scheme, number, number_as};
+use super::numbering::{NumberedChain, Position, Scheme, is_kabat_cdr, number, number_as};
+use super::sapiens::SapiensModel;
 use super::sequence::{ChainError, Expected, clean};
 
 /// A humanization strategy; the caller passes the list to run.
@@ -25,15 +26,21 @@ use super::sequence::{ChainError, Expected, clean};
 pub enum Strategy {
     CdrGrafting,
     CdrGraftingVernier,
+    Sapiens,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 2] = [Strategy::CdrGrafting, Strategy::CdrGraftingVernier];
+    pub const ALL: [Strategy; 3] = [
+        Strategy::CdrGrafting,
+        Strategy::CdrGraftingVernier,
+        Strategy::Sapiens,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Strategy::CdrGrafting => "cdr_grafting",
             Strategy::CdrGraftingVernier => "cdr_grafting_vernier",
+            Strategy::Sapiens => "sapiens",
         }
     }
 
@@ -233,6 +240,7 @@ impl<'a> Humanizer<'a> {
                 match strategy {
                     Strategy::CdrGrafting => graft_chain(chain, &parental.acceptor, false),
                     Strategy::CdrGraftingVernier => graft_chain(chain, &parental.acceptor, true),
+                    Strategy::Sapiens => sapiens_chain(chain),
                 }
             };
         let vh = humanize_chain(&variant.vh, &parental_vh)?;
@@ -307,6 +315,44 @@ impl<'a> Humanizer<'a> {
 
 fn text(residues: &[u8]) -> String {
     residues.iter().map(|&r| r as char).collect()
+}
+
+/// Humanizes one chain with Sapiens as BioPhi does by default (`sapiens_humanize_chain`, one
+/// iteration): the model sees the numbered domain, the most likely residue is taken at every
+/// position (the first maximum in A…Y order, as pandas' `idxmax`), and the parental residue is
+/// put back at every Kabat-CDR position. The result keeps the parental numbering.
+fn sapiens_chain(parental: &NumberedChain) -> Result<ChainFacts, EngineError> {
+    let model = if parental.chain_type.is_heavy() {
+        SapiensModel::vh()
+    } else {
+        SapiensModel::vl()
+    };
+    let probabilities = model
+        .predict(&parental.residues)
+        .map_err(|e| EngineError(format!("Sapiens could not score the chain: {e}")))?;
+    let kabat: Vec<(Position, u8)> = parental
+        .numbered(Scheme::Kabat)
+        .zip(&probabilities)
+        .map(|((position, residue), row)| {
+            if is_kabat_cdr(parental.chain_type, position) {
+                return (position, residue);
+            }
+            let mut best = 0;
+            for (i, &p) in row.iter().enumerate() {
+                if p > row[best] {
+                    best = i;
+                }
+            }
+            (position, AMINO_ACIDS[best])
+        })
+        .collect();
+    let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
+    let renumbered = number_as(&residues, parental.chain_type)
+        .map_err(|e| EngineError(format!("the Sapiens chain could not be numbered: {e}")))?;
+    let mut facts = ChainFacts::closest(&renumbered);
+    facts.kabat = kabat;
+    facts.residues = residues;
+    Ok(facts)
 }
 
 /// Grafts one chain onto its acceptor and renumbers the graft to report on it.

@@ -8,4 +8,5 @@ pub mod humanize;
 pub mod humanness;
 pub mod liabilities;
 pub mod numbering;
+pub mod sapiens;
 pub mod sequence;

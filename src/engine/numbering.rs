@@ -556,8 +556,23 @@ fn aa(residue: u8) -> Option<usize> {
     super::chain::AMINO_ACIDS.iter().position(|&a| a == residue)
 }
 
-/// The states for `window`'s residues between match states `before` and `after` that score
-/// best under `model`; `current` wins ties.
+fn log_add(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY {
+        return b;
+    }
+    if b == f64::NEG_INFINITY {
+        return a;
+    }
+    let (high, low) = if a > b { (a, b) } else { (b, a) };
+    high + (low - high).exp().ln_1p()
+}
+
+/// The states for `window`'s residues between match states `before` and `after`, as HMMER's
+/// optimal-accuracy alignment places them under `model`; `current` wins ties.
+///
+/// HMMER aligns by optimal accuracy, not by best score: each residue's posterior probability of
+/// sitting at each state (forward–backward over every placement of the window's residues among
+/// its match and delete states), then the placement with the largest summed posterior.
 fn best_placement(
     model: &Emissions,
     window: &[u8],
@@ -565,101 +580,102 @@ fn best_placement(
     after: u8,
     current: &[u8],
 ) -> Vec<u8> {
-    let node = |state: u8| model.get(usize::from(state) - 1);
-    let score = |placement: &[u8]| -> Option<f32> {
-        let mut total = 0f32;
-        let mut matched = placement
-            .iter()
-            .copied()
-            .zip(window.iter().copied())
-            .peekable();
-        let mut previous_is_match = true;
-        for state in before + 1..=after {
-            let from = node(state - 1)?;
-            let is_match = state == after || matched.peek().is_some_and(|&(s, _)| s == state);
-            total += from[match (previous_is_match, is_match) {
-                (true, true) => MM,
-                (true, false) => MD,
-                (false, true) => DM,
-                (false, false) => DD,
-            }];
-            if state == after {
-                break;
-            }
-            if is_match {
-                let (_, residue) = matched.next()?;
-                total += node(state)?[aa(residue)?];
-            }
-            previous_is_match = is_match;
-        }
-        Some(total)
-    };
-    // HMMER aligns by optimal accuracy, not by best score: each residue's posterior probability
-    // of sitting at each state (here over every placement in the window, weighted by its
-    // probability), then the placement with the largest summed posterior.
-    let mut placements: Vec<(Vec<u8>, f64)> = Vec::new();
-    let mut placement = Vec::with_capacity(window.len());
-    choose_states(
-        before + 1,
-        after - 1,
-        window.len(),
-        &mut placement,
-        &mut |candidate| {
-            if let Some(value) = score(candidate) {
-                placements.push((candidate.to_vec(), f64::from(value)));
-            }
-        },
-    );
-    let Some(top) = placements.iter().map(|(_, v)| *v).reduce(f64::max) else {
+    let m = window.len();
+    let n = usize::from(after - before - 1);
+    let node = |state: usize| model.get(usize::from(before) + state - 1);
+    let (Some(emissions), true) = (
+        (1..=n)
+            .map(|t| {
+                let row = node(t)?;
+                window
+                    .iter()
+                    .map(|&r| aa(r).map(|a| f64::from(row[a])))
+                    .collect::<Option<Vec<f64>>>()
+            })
+            .collect::<Option<Vec<Vec<f64>>>>(),
+        (0..=n).all(|t| node(t).is_some()),
+    ) else {
         return current.to_vec();
     };
-    let span = usize::from(after - before);
-    let mut posterior = vec![vec![0f64; span]; window.len()];
-    for (candidate, value) in &placements {
-        let weight = (value - top).exp();
-        for (j, &state) in candidate.iter().enumerate() {
-            posterior[j][usize::from(state - before)] += weight;
+    // `node(t)` holds the moves from local state t (0 = `before`) to t + 1.
+    let moves =
+        |t: usize, kind: usize| node(t).map_or(f64::NEG_INFINITY, |row| f64::from(row[kind]));
+    let emit = |t: usize, j: usize| emissions[t - 1][j - 1];
+    let ninf = f64::NEG_INFINITY;
+    // forward[t][j] = (ends in match, ends in delete) after local state t with j residues used.
+    let mut forward = vec![vec![(ninf, ninf); m + 1]; n + 1];
+    forward[0][0].0 = 0.0;
+    for t in 1..=n {
+        for j in 0..=m {
+            let (prev_m, prev_d) = forward[t - 1][j];
+            let delete = log_add(prev_m + moves(t - 1, MD), prev_d + moves(t - 1, DD));
+            let matched = if j > 0 {
+                let (pm, pd) = forward[t - 1][j - 1];
+                log_add(pm + moves(t - 1, MM), pd + moves(t - 1, DM)) + emit(t, j)
+            } else {
+                ninf
+            };
+            forward[t][j] = (matched, delete);
         }
     }
-    let accuracy = |candidate: &[u8]| -> f64 {
-        candidate
+    let mut backward = vec![vec![(ninf, ninf); m + 1]; n + 1];
+    backward[n][m] = (moves(n, MM), moves(n, DM));
+    for t in (0..n).rev() {
+        for j in 0..=m {
+            let next_delete = backward[t + 1][j].1;
+            let next_match = if j < m {
+                backward[t + 1][j + 1].0 + emit(t + 1, j + 1)
+            } else {
+                ninf
+            };
+            backward[t][j] = (
+                log_add(next_match + moves(t, MM), next_delete + moves(t, MD)),
+                log_add(next_match + moves(t, DM), next_delete + moves(t, DD)),
+            );
+        }
+    }
+    let total = log_add(
+        forward[n][m].0 + moves(n, MM),
+        forward[n][m].1 + moves(n, DM),
+    );
+    if !total.is_finite() {
+        return current.to_vec();
+    }
+    // posterior(t, j): residue j sits at local state t.
+    let posterior = |t: usize, j: usize| (forward[t][j].0 + backward[t][j].0 - total).exp();
+
+    // Optimal accuracy: the increasing placement with the largest summed posterior.
+    let mut best = vec![vec![ninf; m + 1]; n + 1];
+    for row in best.iter_mut() {
+        row[0] = 0.0;
+    }
+    for t in 1..=n {
+        for j in 1..=m.min(t) {
+            best[t][j] = best[t - 1][j].max(best[t - 1][j - 1] + posterior(t, j));
+        }
+    }
+    let accuracy = |placement: &[u8]| -> f64 {
+        placement
             .iter()
             .enumerate()
-            .map(|(j, &state)| posterior[j][usize::from(state - before)])
+            .map(|(j, &state)| posterior(usize::from(state - before), j + 1))
             .sum()
     };
-    let mut best = (current.to_vec(), accuracy(current));
-    for (candidate, _) in &placements {
-        let value = accuracy(candidate);
-        if value > best.1 * (1.0 + 1e-9) + 1e-12 {
-            best = (candidate.clone(), value);
+    if accuracy(current) >= best[n][m] - 1e-9 {
+        return current.to_vec();
+    }
+    let mut placement = vec![0u8; m];
+    let (mut t, mut j) = (n, m);
+    while j > 0 {
+        if best[t][j] == best[t - 1][j] && t > j {
+            t -= 1;
+        } else {
+            placement[j - 1] = before + t as u8;
+            t -= 1;
+            j -= 1;
         }
     }
-    best.0
-}
-
-/// Calls `visit` with every increasing choice of `count` states in `low..=high`.
-fn choose_states(
-    low: u8,
-    high: u8,
-    count: usize,
-    chosen: &mut Vec<u8>,
-    visit: &mut dyn FnMut(&[u8]),
-) {
-    if chosen.len() == count {
-        visit(chosen);
-        return;
-    }
-    let remaining = count - chosen.len();
-    let start = chosen.last().map_or(low, |&s| s + 1);
-    for state in start..=high {
-        if usize::from(high - state) + 1 < remaining {
-            break;
-        }
-        chosen.push(state);
-        choose_states(low, high, count, chosen, visit);
-        chosen.pop();
-    }
+    placement
 }
 
 /// Where a second confident variable domain starts, if the residues outside the first hold one.

@@ -609,7 +609,7 @@ fn load(name: &'static str, bytes: &[u8]) -> Result<SapiensModel, String> {
         let mut q_proj = linear(&format!("{key}.self_attn.q_proj"), EMBED, EMBED)?;
         // fairseq scales the projected query (bias included) by head_dim^-0.5 = 1/4, a
         // power of two: folding it into the weights gives bit-identical products.
-        let scaling = (HEAD_DIM as f32).powf(-0.5);
+        let scaling = 1.0 / (HEAD_DIM as f32).sqrt();
         q_proj.weight_t.iter_mut().for_each(|w| *w *= scaling);
         q_proj.bias.iter_mut().for_each(|b| *b *= scaling);
         layers.push(EncoderLayer {
