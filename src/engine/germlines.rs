@@ -247,6 +247,8 @@ const SPECIES_V_JSON: &str = include_str!("../../data/germlines/species_v.json")
 struct SpeciesTable {
     /// Per chain type: (species, gene) with its residues at IMGT 1..=128 (`b'-'` for none).
     genes: [Vec<(&'static str, [u8; 128])>; 3],
+    /// Residues per gene, parallel to `genes`.
+    lengths: [Vec<usize>; 3],
 }
 
 #[derive(Deserialize)]
@@ -286,7 +288,15 @@ fn parse_species(json: &'static str) -> Result<SpeciesTable, String> {
             }
         }
     }
-    Ok(SpeciesTable { genes })
+    let lengths = genes
+        .each_ref()
+        .map(|genes| genes.iter().map(|(_, g)| g.iter().filter(|&&r| r != b'-').count().max(1)).collect());
+    Ok(SpeciesTable { genes, lengths })
+}
+
+/// Every species' V genes of one chain type, IMGT-aligned over 128 positions (`b'-'` for none).
+pub fn species_genes(chain_type: ChainType) -> impl Iterator<Item = &'static [u8; 128]> {
+    species_table().genes[slot(chain_type)].iter().map(|(_, gene)| gene)
 }
 
 /// The smallest share of a V gene's residues a chain must match for its species to be named.
@@ -301,11 +311,13 @@ pub fn closest_species(chain_type: ChainType, imgt: &[(Position, u8)]) -> Option
             chain[usize::from(position.number) - 1] = *residue;
         }
     }
+    let table = species_table();
     let mut best: Option<(&'static str, f64)> = None;
-    for (species, gene) in &species_table().genes[slot(chain_type)] {
-        let identical = chain.iter().zip(gene).filter(|(c, g)| c == g).count();
-        let length = gene.iter().filter(|&&g| g != b'-').count().max(1);
-        let identity = identical as f64 / length as f64;
+    let genes = &table.genes[slot(chain_type)];
+    for ((species, gene), &length) in genes.iter().zip(&table.lengths[slot(chain_type)]) {
+        // A branch-free count the compiler vectorises: 128 byte compares per gene.
+        let identical: u32 = chain.iter().zip(gene).map(|(c, g)| u32::from(c == g)).sum();
+        let identity = f64::from(identical) / length as f64;
         if best.is_none_or(|(_, b)| identity > b) {
             best = Some((species, identity));
         }

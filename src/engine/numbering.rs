@@ -251,7 +251,59 @@ fn immunum_chain(chain_type: ChainType) -> Chain {
 
 /// Numbers one chain (already cleaned by [`super::sequence::clean`]), detecting its type.
 pub fn number(residues: &[u8]) -> Result<NumberedChain, ChainError> {
+    // Aligning against one profile instead of three is most of numbering's cost; when the
+    // chain's 4-mers leave no doubt about its type, align only against that one.
+    if let Some(chain_type) = obvious_chain_type(residues)
+        && let Ok(chain) = number_among(residues, &[chain_type])
+    {
+        return Ok(chain);
+    }
     number_among(residues, &[ChainType::H, ChainType::K, ChainType::L])
+}
+
+/// 4-mers are indexed in base 20 over [`super::chain::AMINO_ACIDS`].
+const KMER_SPACE: usize = 20 * 20 * 20 * 20;
+
+/// For every 4-mer, a bit per chain type (H, K, L) whose V genes (any species in ANARCI's table)
+/// contain it.
+fn kmer_table() -> &'static [u8] {
+    static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = vec![0u8; KMER_SPACE];
+        for (bit, chain_type) in [ChainType::H, ChainType::K, ChainType::L].into_iter().enumerate() {
+            for gene in super::germlines::species_genes(chain_type) {
+                let residues: Vec<u8> = gene.iter().copied().filter(|&r| r != b'-').collect();
+                for_each_kmer(&residues, |k| table[k] |= 1 << bit);
+            }
+        }
+        table
+    })
+}
+
+fn for_each_kmer(residues: &[u8], mut visit: impl FnMut(usize)) {
+    let codes: Vec<Option<usize>> = residues.iter().map(|&r| aa(r)).collect();
+    for window in codes.windows(4) {
+        if let [Some(a), Some(b), Some(c), Some(d)] = *window {
+            visit(((a * 20 + b) * 20 + c) * 20 + d);
+        }
+    }
+}
+
+/// The chain type whose germline 4-mers the chain shares clearly more of than the others':
+/// at least 20 shared 4-mers and twice the runner-up. `None` leaves the choice to alignment.
+pub fn obvious_chain_type(residues: &[u8]) -> Option<ChainType> {
+    let table = kmer_table();
+    let mut hits = [0u32; 3];
+    for_each_kmer(residues, |k| {
+        let bits = table[k];
+        for (bit, count) in hits.iter_mut().enumerate() {
+            *count += u32::from(bits >> bit & 1);
+        }
+    });
+    let mut order = [0usize, 1, 2];
+    order.sort_by_key(|&i| std::cmp::Reverse(hits[i]));
+    let (best, second) = (hits[order[0]], hits[order[1]]);
+    (best >= 20 && best >= 2 * second).then(|| [ChainType::H, ChainType::K, ChainType::L][order[0]])
 }
 
 /// Numbers a chain whose type is already known (a germline, or a chain we built ourselves),
