@@ -156,3 +156,29 @@ fn sequences_anarci_cannot_number_are_refused() {
     }
     assert!(checked >= 5);
 }
+
+#[test]
+fn the_chain_type_prefilter_agrees_with_anarci_whenever_it_decides() {
+    let mut decided = 0;
+    for entry in fixtures() {
+        let (Some(sequence), Some(expected)) =
+            (entry["sequence"].as_str(), entry["chain_type"].as_str())
+        else {
+            continue;
+        };
+        let residues = clean(sequence).expect("clean");
+        if let Some(chain_type) = veneer::engine::numbering::obvious_chain_type(&residues) {
+            assert_eq!(
+                chain_type.letter().to_string(),
+                expected,
+                "{}",
+                entry["name"]
+            );
+            decided += 1;
+        }
+    }
+    assert!(
+        decided >= 450,
+        "the prefilter decided only {decided} chains"
+    );
+}

@@ -7,7 +7,6 @@
 //! `identical + 0.01 × BLOSUM62-similar` (identical residues count as similar too), and a stable
 //! sort keeps the earliest gene of the table on ties.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -75,6 +74,48 @@ pub fn imgt_order(position: &Position) -> (u8, i16) {
     } else {
         (position.number, letter)
     }
+}
+
+/// Residues by IMGT (or Kabat) position without hashing: numbers up to 128, insertions A–Z.
+struct PositionMap {
+    residues: Vec<[u8; 27]>,
+}
+
+impl PositionMap {
+    fn new(numbered: &[(Position, u8)]) -> PositionMap {
+        let mut residues = vec![[0u8; 27]; 129];
+        for &(p, r) in numbered {
+            if let Some(row) = residues.get_mut(usize::from(p.number)) {
+                row[Self::column(p)] = r;
+            }
+        }
+        PositionMap { residues }
+    }
+
+    fn column(p: Position) -> usize {
+        p.insertion.map_or(0, |l| usize::from(l.saturating_sub(b'A')).min(25) + 1)
+    }
+
+    /// The residue at `p`, or 0 when the chain has none there.
+    fn get(&self, p: Position) -> u8 {
+        self.residues
+            .get(usize::from(p.number))
+            .map_or(0, |row| row[Self::column(p)])
+    }
+}
+
+/// [`similar`] as a table indexed by the low five bits of two upper-case letters.
+fn similarity_table() -> &'static [[bool; 32]; 32] {
+    static TABLE: OnceLock<[[bool; 32]; 32]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = [[false; 32]; 32];
+        for &a in super::chain::AMINO_ACIDS {
+            for &b in super::chain::AMINO_ACIDS {
+                table[usize::from(a & 31)][usize::from(b & 31)] = similar(a, b);
+            }
+        }
+        table
+    })
 }
 
 /// BLOSUM62-positive pairs, as AbNumber's `SIMILAR_PAIRS` lists them (symmetric, and every
@@ -180,42 +221,36 @@ impl Germlines {
         })
     }
 
-    /// Ranks one set's genes against a chain; returns indices best first (stable on ties).
-    fn ranked(set: &GeneSet, chain: &HashMap<Position, u8>) -> Vec<(usize, f64)> {
-        let residues: Vec<Option<u8>> = set
-            .positions
-            .iter()
-            .map(|p| chain.get(p).copied())
-            .collect();
-        let mut scores: Vec<(usize, f64)> = set
-            .genes
-            .iter()
-            .enumerate()
-            .map(|(i, gene)| {
-                let (mut identical, mut similar_count) = (0u32, 0u32);
-                for (&g, r) in gene.aligned.iter().zip(&residues) {
-                    if let Some(r) = *r
-                        && g != b'-'
-                    {
-                        identical += u32::from(g == r);
-                        similar_count += u32::from(similar(g, r));
-                    }
-                }
-                // The same float expression numpy evaluates, so ties fall the same way.
-                (i, -f64::from(identical) - f64::from(similar_count) * 0.01)
-            })
-            .collect();
-        scores.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(Ordering::Equal));
-        scores
+    /// The best gene of a set against a chain: the highest score, the earliest gene on ties
+    /// (numpy's stable argsort of the negated scores).
+    fn best(set: &GeneSet, chain: &PositionMap) -> usize {
+        let residues: Vec<u8> = set.positions.iter().map(|p| chain.get(*p)).collect();
+        let similarity = similarity_table();
+        let mut best = (0, f64::INFINITY);
+        for (i, gene) in set.genes.iter().enumerate() {
+            // Branch-free counts: `0` (no chain residue) and `-` (no germline residue) are never
+            // identical, and the table holds no similarity for either.
+            let (mut identical, mut similar_count) = (0u32, 0u32);
+            for (&g, &r) in gene.aligned.iter().zip(&residues) {
+                identical += u32::from(g == r && r != 0);
+                similar_count += u32::from(similarity[usize::from(g & 31)][usize::from(r & 31)]);
+            }
+            // The same float expression numpy evaluates, so ties fall the same way.
+            let score = -f64::from(identical) - f64::from(similar_count) * 0.01;
+            if score < best.1 {
+                best = (i, score);
+            }
+        }
+        best.0
     }
 
     /// The closest human V and J genes of the chain's own type (kappa never mixed with lambda),
     /// from its IMGT numbering, and their merge.
     pub fn acceptor(&'static self, chain_type: ChainType, imgt: &[(Position, u8)]) -> Acceptor {
-        let chain: HashMap<Position, u8> = imgt.iter().copied().collect();
+        let chain = PositionMap::new(imgt);
         let (v_set, j_set) = (&self.v[slot(chain_type)], &self.j[slot(chain_type)]);
-        let v = &v_set.genes[Self::ranked(v_set, &chain)[0].0];
-        let j = &j_set.genes[Self::ranked(j_set, &chain)[0].0];
+        let v = &v_set.genes[Self::best(v_set, &chain)];
+        let j = &j_set.genes[Self::best(j_set, &chain)];
 
         let mut merged: Vec<(Position, u8)> = Vec::with_capacity(v.aligned.len() + j.aligned.len());
         let present = |set: &'static GeneSet, gene: &'static Gene| {
@@ -288,15 +323,20 @@ fn parse_species(json: &'static str) -> Result<SpeciesTable, String> {
             }
         }
     }
-    let lengths = genes
-        .each_ref()
-        .map(|genes| genes.iter().map(|(_, g)| g.iter().filter(|&&r| r != b'-').count().max(1)).collect());
+    let lengths = genes.each_ref().map(|genes| {
+        genes
+            .iter()
+            .map(|(_, g)| g.iter().filter(|&&r| r != b'-').count().max(1))
+            .collect()
+    });
     Ok(SpeciesTable { genes, lengths })
 }
 
 /// Every species' V genes of one chain type, IMGT-aligned over 128 positions (`b'-'` for none).
 pub fn species_genes(chain_type: ChainType) -> impl Iterator<Item = &'static [u8; 128]> {
-    species_table().genes[slot(chain_type)].iter().map(|(_, gene)| gene)
+    species_table().genes[slot(chain_type)]
+        .iter()
+        .map(|(_, gene)| gene)
 }
 
 /// The smallest share of a V gene's residues a chain must match for its species to be named.
@@ -331,11 +371,8 @@ pub fn germline_content(imgt: &[(Position, u8)], germline: &[(Position, u8)]) ->
     if imgt.is_empty() {
         return 0.0;
     }
-    let germline: HashMap<Position, u8> = germline.iter().copied().collect();
-    let identical = imgt
-        .iter()
-        .filter(|(p, r)| germline.get(p) == Some(r))
-        .count();
+    let germline = PositionMap::new(germline);
+    let identical = imgt.iter().filter(|&&(p, r)| germline.get(p) == r).count();
     identical as f64 / imgt.len() as f64
 }
 

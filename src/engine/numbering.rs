@@ -270,7 +270,10 @@ fn kmer_table() -> &'static [u8] {
     static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut table = vec![0u8; KMER_SPACE];
-        for (bit, chain_type) in [ChainType::H, ChainType::K, ChainType::L].into_iter().enumerate() {
+        for (bit, chain_type) in [ChainType::H, ChainType::K, ChainType::L]
+            .into_iter()
+            .enumerate()
+        {
             for gene in super::germlines::species_genes(chain_type) {
                 let residues: Vec<u8> = gene.iter().copied().filter(|&r| r != b'-').collect();
                 for_each_kmer(&residues, |k| table[k] |= 1 << bit);
