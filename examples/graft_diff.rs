@@ -23,6 +23,7 @@ fn main() {
             .and_then(|r| number(&r))
             .expect("numbers");
         let graft = graft_onto_human_germline(&chain, strategy == "vernier").expect("grafts");
+        let e = &e["hm"];
         let expected = e[strategy.as_str()].as_str().unwrap_or("");
         if graft.sequence() != expected {
             let genes_same = Some(graft.acceptor.v_gene) == e["v_gene"].as_str()

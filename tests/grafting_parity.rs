@@ -1,8 +1,13 @@
 //! CDR grafting parity with AbNumber's `graft_cdrs_onto_human_germline` on the oracle set.
 //!
 //! `tests/fixtures/abnumber_grafts.jsonl` was made by `tools/oracle/make_fixtures.py` with
-//! AbNumber 0.4.4 (`Chain(seq, scheme='kabat', allowed_species=['human','mouse'])`). The bar
-//! (issue 2): both strategies equal AbNumber's chain for ≥ 95 % of chains.
+//! AbNumber 0.4.4 (`Chain(seq, scheme='kabat', allowed_species=['human','mouse'])`). Inside
+//! `graft_cdrs_onto_human_germline`, AbNumber renumbers the parental chain (IMGT, to rank
+//! germlines) and the merged germline (Kabat) with *all* ANARCI species, which shifts many
+//! kappa chains by one (SCIENCE.md §1: wrong, not a target). The fixture's `hm` entry is the
+//! same AbNumber procedure with human+mouse numbering at every step, which is what the issue's
+//! bar names; the raw all-species output is kept beside it for the README's account.
+//! The bar (issue 2): both strategies equal AbNumber's chain for ≥ 95 % of chains.
 
 use serde_json::Value;
 use veneer::engine::grafting::graft_onto_human_germline;
@@ -42,12 +47,13 @@ fn grafts_match_abnumber_on_at_least_95_percent_of_chains() {
             let graft = chain
                 .ok()
                 .and_then(|c| graft_onto_human_germline(&c, vernier).ok());
-            let expected = entry[strategy].as_str().expect("grafted sequence");
+            let oracle = &entry["hm"];
+            let expected = oracle[strategy].as_str().expect("grafted sequence");
             match graft {
                 Some(graft) if graft.sequence() == expected => {}
                 Some(graft) => {
-                    if Some(graft.acceptor.v_gene) != entry["v_gene"].as_str()
-                        || Some(graft.acceptor.j_gene) != entry["j_gene"].as_str()
+                    if Some(graft.acceptor.v_gene) != oracle["v_gene"].as_str()
+                        || Some(graft.acceptor.j_gene) != oracle["j_gene"].as_str()
                     {
                         genes_differ += 1;
                     }
