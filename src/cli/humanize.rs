@@ -176,6 +176,9 @@ fn table(name: &str, outcome: &Outcome) -> String {
     text
 }
 
+/// One alignment column: a Kabat position with its parental and humanized residues.
+type Column = (Position, (u8, u8));
+
 /// Parental and humanized chains aligned by Kabat position, with CDRs (`=`) and mutations (`*`)
 /// marked under them, wrapped at [`WIDTH`] columns, each block headed by its first label.
 fn alignment(parental: &NumberedChain, humanized: &str) -> String {
@@ -192,12 +195,10 @@ fn alignment(parental: &NumberedChain, humanized: &str) -> String {
     for (p, r) in humanized_kabat {
         columns.entry(p).or_insert((b'-', b'-')).1 = r;
     }
-    let columns: Vec<_> = columns.into_iter().collect();
+    let columns: Vec<Column> = columns.into_iter().collect();
     let mut text = String::new();
     for block in columns.chunks(WIDTH) {
-        let row = |pick: &dyn Fn(&(Position, (u8, u8))) -> char| {
-            block.iter().map(pick).collect::<String>()
-        };
+        let row = |pick: &dyn Fn(&Column) -> char| block.iter().map(pick).collect::<String>();
         let first = block[0].0.label(chain_type);
         let _ = writeln!(text, "    {first:<10}");
         let _ = writeln!(text, "    parental  {}", row(&|(_, (p, _))| *p as char));

@@ -93,7 +93,8 @@ impl PositionMap {
     }
 
     fn column(p: Position) -> usize {
-        p.insertion.map_or(0, |l| usize::from(l.saturating_sub(b'A')).min(25) + 1)
+        p.insertion
+            .map_or(0, |l| usize::from(l.saturating_sub(b'A')).min(25) + 1)
     }
 
     /// The residue at `p`, or 0 when the chain has none there.
@@ -405,7 +406,7 @@ mod tests {
     #[test]
     fn imgt_order_puts_cdr_insertions_where_imgt_does() {
         let p = |s: &str| s.parse::<Position>().unwrap();
-        let mut labels = vec![
+        let mut labels = [
             p("112"),
             p("111A"),
             p("112A"),

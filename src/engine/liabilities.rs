@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(found.glycosylation, vec!["H1"]);
     }
 
-    fn synthetic(chain_type: ChainType, start: u8, residues: &[u8]) -> Vec<(Position, u8)> {
+    fn synthetic(start: u8, residues: &[u8]) -> Vec<(Position, u8)> {
         residues
             .iter()
             .enumerate()
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn cdr_only_motifs_are_ignored_in_frameworks() {
         // H36–H45 is framework 2: M, W, NG, DG, DP, NP there are not reported.
-        let fw = synthetic(ChainType::H, 36, b"MWNGDGDPNP");
+        let fw = synthetic(36, b"MWNGDGDPNP");
         let found = find(ChainType::H, &fw);
         assert!(found.oxidation.is_empty());
         assert!(found.deamidation.is_empty());
@@ -192,13 +192,13 @@ mod tests {
     #[test]
     fn each_cdr_motif_is_classified() {
         // H95–H102 is CDR-H3 under Kabat.
-        let cdr3 = synthetic(ChainType::H, 95, b"DSNPTSKN");
+        let cdr3 = synthetic(95, b"DSNPTSKN");
         let found = find(ChainType::H, &cdr3);
         assert_eq!(found.isomerization, vec!["H95"]); // DS
         assert_eq!(found.hydrolysis, vec!["H97"]); // NP
         assert_eq!(found.fragmentation, vec!["H99"]); // TS
         assert_eq!(found.deamidation, vec!["H96", "H101"]); // SN, KN
-        let cdr2 = synthetic(ChainType::K, 50, b"DPNGWM");
+        let cdr2 = synthetic(50, b"DPNGWM");
         let found = find(ChainType::K, &cdr2);
         assert_eq!(found.fragmentation, vec!["L50"]); // DP
         assert_eq!(found.deamidation, vec!["L52"]); // NG
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn motif_starting_in_cdr_counts_even_if_it_ends_outside() {
         // L97 is the last CDR-L3 residue (Kabat); N97-G98 starts inside.
-        let edge = synthetic(ChainType::L, 96, b"ANGQ");
+        let edge = synthetic(96, b"ANGQ");
         assert_eq!(find(ChainType::L, &edge).deamidation, vec!["L97"]);
     }
 
@@ -228,7 +228,7 @@ mod tests {
         let found = find(h, &vh);
         assert_eq!(found.unpaired_cysteine, vec!["H92", "H100"]);
         // Kappa conserved pair is L23/L88: a light chain fragment without them reports both.
-        let fragment = synthetic(ChainType::K, 30, b"AAAA");
+        let fragment = synthetic(30, b"AAAA");
         assert_eq!(
             find(ChainType::K, &fragment).unpaired_cysteine,
             vec!["L23", "L88"]
