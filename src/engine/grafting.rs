@@ -6,7 +6,8 @@
 //! Parental framework positions the acceptor lacks are dropped; acceptor positions the parental
 //! chain lacks are kept. The result is read in Kabat order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::chain::ChainType;
 use super::germlines::{Acceptor, Germlines};
@@ -44,8 +45,7 @@ pub fn graft_onto(
     acceptor: Acceptor,
     backmutate_vernier: bool,
 ) -> Result<Graft, ChainError> {
-    let numbered = number_as(&acceptor.sequence(), chain.chain_type)?;
-    let acceptor_kabat: Vec<(Position, u8)> = numbered.numbered(Scheme::Kabat).collect();
+    let acceptor_kabat = acceptor_kabat(chain.chain_type, &acceptor)?;
     let parental: Vec<(Position, u8)> = chain.numbered(Scheme::Kabat).collect();
     let kabat = graft(
         chain.chain_type,
@@ -54,6 +54,34 @@ pub fn graft_onto(
         backmutate_vernier,
     );
     Ok(Graft { acceptor, kabat })
+}
+
+type AcceptorKey = (ChainType, &'static str, &'static str);
+
+/// The merged germline's Kabat numbering. It depends only on the V and J genes, and there are a
+/// few thousand pairs at most, so each is numbered once per process (an alignment is most of a
+/// graft's cost).
+fn acceptor_kabat(
+    chain_type: ChainType,
+    acceptor: &Acceptor,
+) -> Result<Arc<Vec<(Position, u8)>>, ChainError> {
+    static CACHE: OnceLock<Mutex<HashMap<AcceptorKey, Arc<Vec<(Position, u8)>>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (chain_type, acceptor.v_gene, acceptor.j_gene);
+    if let Some(found) = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+    {
+        return Ok(Arc::clone(found));
+    }
+    let numbered = number_as(&acceptor.sequence(), chain_type)?;
+    let kabat = Arc::new(numbered.numbered(Scheme::Kabat).collect::<Vec<_>>());
+    cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, Arc::clone(&kabat));
+    Ok(kabat)
 }
 
 /// Vernier-zone positions (Foote & Winter 1992), by Kabat number; insertions at these numbers
