@@ -102,6 +102,9 @@ impl std::error::Error for VariantError {}
 pub struct Variant {
     pub vh: NumberedChain,
     pub vl: Option<NumberedChain>,
+    /// Each chain's numberings and closest human germlines, computed once and shared by the
+    /// parental report and every strategy.
+    facts: (ChainFacts, Option<ChainFacts>),
 }
 
 impl Variant {
@@ -114,7 +117,11 @@ impl Variant {
                 prepare(vl, Expected::Light).map_err(|error| VariantError { chain: "VL", error })
             })
             .transpose()?;
-        Ok(Variant { vh, vl })
+        let facts = (
+            ChainFacts::closest(&vh),
+            vl.as_ref().map(ChainFacts::closest),
+        );
+        Ok(Variant { vh, vl, facts })
     }
 }
 
@@ -178,6 +185,7 @@ impl fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 /// One chain with everything the report needs: both numberings and its germline reference.
+#[derive(Debug, Clone)]
 struct ChainFacts {
     chain_type: ChainType,
     kabat: Vec<(Position, u8)>,
@@ -213,9 +221,8 @@ impl<'a> Humanizer<'a> {
 
     /// The parental variant's own report, so a user sees what humanization changed.
     pub fn parental(&self, variant: &Variant) -> AntibodyReport {
-        let vh = ChainFacts::closest(&variant.vh);
-        let vl = variant.vl.as_ref().map(ChainFacts::closest);
-        self.report(&vh, vl.as_ref())
+        let (vh, vl) = &variant.facts;
+        self.report(vh, vl.as_ref())
     }
 
     /// Runs each strategy in turn.
@@ -233,8 +240,7 @@ impl<'a> Humanizer<'a> {
         variant: &Variant,
         strategy: Strategy,
     ) -> Result<StrategyResult, EngineError> {
-        let parental_vh = ChainFacts::closest(&variant.vh);
-        let parental_vl = variant.vl.as_ref().map(ChainFacts::closest);
+        let (parental_vh, parental_vl) = &variant.facts;
         let humanize_chain =
             |chain: &NumberedChain, parental: &ChainFacts| -> Result<ChainFacts, EngineError> {
                 match strategy {
@@ -243,7 +249,7 @@ impl<'a> Humanizer<'a> {
                     Strategy::Sapiens => sapiens_chain(chain),
                 }
             };
-        let vh = humanize_chain(&variant.vh, &parental_vh)?;
+        let vh = humanize_chain(&variant.vh, parental_vh)?;
         let vl = variant
             .vl
             .as_ref()
@@ -254,7 +260,7 @@ impl<'a> Humanizer<'a> {
         let mutations_of = |parental: &ChainFacts, humanized: &ChainFacts| {
             mutation_list(parental.chain_type, &parental.kabat, &humanized.kabat)
         };
-        let list_vh = mutations_of(&parental_vh, &vh);
+        let list_vh = mutations_of(parental_vh, &vh);
         let list_vl = parental_vl
             .as_ref()
             .zip(vl.as_ref())
