@@ -21,7 +21,9 @@ fn engine(c: &mut Criterion) {
     let grafting = [Strategy::CdrGrafting, Strategy::CdrGraftingVernier];
     // Warm the lazily parsed tables so the benches measure the work, not the first load.
     let variant = Variant::new(VH, Some(VL)).expect("Campath numbers");
-    humanizer.humanize(&variant, &Strategy::ALL).expect("humanizes");
+    humanizer
+        .humanize(&variant, &Strategy::ALL)
+        .expect("humanizes");
 
     c.bench_function("number one chain (type detected)", |b| {
         b.iter(|| number(black_box(VH.as_bytes())).expect("numbers"))
@@ -29,20 +31,29 @@ fn engine(c: &mut Criterion) {
     c.bench_function("prepare variant (number VH+VL, check types)", |b| {
         b.iter(|| Variant::new(black_box(VH), Some(black_box(VL))).expect("numbers"))
     });
-    c.bench_function("both grafting strategies + liabilities + OASis, one pair", |b| {
-        b.iter(|| {
-            let variant = Variant::new(black_box(VH), Some(black_box(VL))).expect("numbers");
-            humanizer.humanize(&variant, &grafting).expect("humanizes")
-        })
-    });
+    c.bench_function(
+        "both grafting strategies + liabilities + OASis, one pair",
+        |b| {
+            b.iter(|| {
+                let variant = Variant::new(black_box(VH), Some(black_box(VL))).expect("numbers");
+                humanizer.humanize(&variant, &grafting).expect("humanizes")
+            })
+        },
+    );
     c.bench_function("sapiens forward pass, one VH", |b| {
-        b.iter(|| SapiensModel::vh().predict(black_box(VH.as_bytes())).expect("scores"))
+        b.iter(|| {
+            SapiensModel::vh()
+                .predict(black_box(VH.as_bytes()))
+                .expect("scores")
+        })
     });
     c.bench_function("all three strategies + parental report, one pair", |b| {
         b.iter(|| {
             let variant = Variant::new(black_box(VH), Some(black_box(VL))).expect("numbers");
             let parental = humanizer.parental(&variant);
-            let results = humanizer.humanize(&variant, &Strategy::ALL).expect("humanizes");
+            let results = humanizer
+                .humanize(&variant, &Strategy::ALL)
+                .expect("humanizes");
             (parental, results)
         })
     });

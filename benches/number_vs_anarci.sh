@@ -31,8 +31,9 @@ printf 'veneer number: %d chains in %.2f s = %s chains/s (%s cores available)\n'
 
 if command -v ANARCI >/dev/null && command -v hmmscan >/dev/null; then
   start=$(now)
+  # ANARCI's CLI defaults to the human and mouse models (its --use_species takes one species).
   ANARCI --hmmerpath "$(dirname "$(command -v hmmscan)")" -i "$work/once.fa" --scheme kabat \
-    --use_species human mouse -o "$work/anarci.txt" >/dev/null 2>&1 || true
+    -o "$work/anarci.txt" >/dev/null 2>&1 || true
   end=$(now)
   anarci_rate=$(python3 -c "print($once / ($end - $start))")
   printf 'ANARCI:        %d chains in %.2f s = %s chains/s\n' \

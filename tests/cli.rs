@@ -213,7 +213,10 @@ fn humanize_prints_every_strategy_with_every_field() {
         .iter()
         .filter_map(|r| r["strategy"].as_str())
         .collect();
-    assert_eq!(strategies, ["cdr_grafting", "cdr_grafting_vernier", "sapiens"]);
+    assert_eq!(
+        strategies,
+        ["cdr_grafting", "cdr_grafting_vernier", "sapiens"]
+    );
     for r in results {
         for key in [
             "glycosylation",
