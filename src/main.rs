@@ -19,12 +19,19 @@ use veneer::store::oasis_db::{OasisDb, OasisThreshold};
     about = "Antibody humanization: numbering, CDR grafting, humanness and liabilities"
 )]
 struct Cli {
+    /// The service database (created on first use).
+    #[arg(long, global = true, env = "VENEER_DB", default_value = "./veneer.db")]
+    db: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP API and the job runner on the database.
+    Serve(veneer::cli::serve::ServeArgs),
+    #[command(flatten)]
+    Admin(veneer::cli::admin::AdminCommand),
     /// Number antibody chains (IMGT, Kabat or Chothia), one JSON object per chain.
     Number {
         /// Numbering scheme of the labels and CDRs printed.
@@ -77,7 +84,15 @@ fn parse_strategies(s: &str) -> Result<Strategies, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    let result = match cli.command {
+        Command::Serve(args) => veneer::cli::serve::run(&cli.db, args).map(|()| ExitCode::SUCCESS),
+        Command::Admin(command) => {
+            veneer::cli::admin::run(&cli.db, command, &mut std::io::stdout().lock())
+                .map(|()| ExitCode::SUCCESS)
+        }
+        command => run(command),
+    };
+    match result {
         Ok(code) => code,
         Err(message) => {
             eprintln!("veneer: {message}");
@@ -110,6 +125,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 veneer::cli::number::run(&records, scheme, &mut out).map_err(|e| e.to_string())?;
             (failed, records.len())
         }
+        Command::Serve(_) | Command::Admin(_) => unreachable!("dispatched in main"),
         Command::Humanize {
             strategies,
             format,

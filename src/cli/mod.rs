@@ -1,5 +1,8 @@
-//! The offline commands (`veneer number`, `veneer humanize`): input files in, JSON lines out.
+//! The commands: offline (`veneer number`, `veneer humanize`: input files in, JSON lines out),
+//! `veneer serve`, and the administrator's commands on the database (`admin`).
 
+pub mod admin;
 pub mod humanize;
 pub mod input;
 pub mod number;
+pub mod serve;

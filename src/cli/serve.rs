@@ -1,0 +1,240 @@
+//! `veneer serve`: opens the database, recovers, bootstraps a first organization, runs the
+//! HTTP server and the job runner until SIGINT/SIGTERM, then stops gracefully.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::humanize::Strategy;
+use crate::engine::humanness::{HumanPeptides, OasisSet};
+use crate::http::limits::{Rate, RateLimiter};
+use crate::http::{self, App, Config};
+use crate::runner::{Runner, RunnerConfig};
+use crate::service::keys;
+use crate::store::accounts::{self, Bucket};
+use crate::store::db::{Db, StoreError};
+use crate::store::oasis_db::{OasisDb, OasisThreshold};
+use crate::store::requests;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the line `listening on ...` says which).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Jobs run at once (default: the number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Comma-separated strategies every job runs (default: all the engine knows).
+    #[arg(long, value_parser = parse_strategies)]
+    pub strategies: Option<StrategyList>,
+    /// BioPhi's full OASis database instead of the embedded 10 % set.
+    #[arg(long)]
+    pub oasis_db: Option<String>,
+    /// Prevalence threshold with --oasis-db: loose, relaxed, medium, strict.
+    #[arg(long, default_value = "relaxed", requires = "oasis_db")]
+    pub oasis_threshold: OasisThreshold,
+    /// Read requests per second per key.
+    #[arg(long, default_value_t = 50.0)]
+    pub read_rate: f64,
+    /// Read burst per key.
+    #[arg(long, default_value_t = 100.0)]
+    pub read_burst: f64,
+    /// Write requests per second per key.
+    #[arg(long, default_value_t = 10.0)]
+    pub write_rate: f64,
+    /// Write burst per key.
+    #[arg(long, default_value_t = 20.0)]
+    pub write_burst: f64,
+    /// Write requests per organization per UTC day.
+    #[arg(long, default_value_t = 10_000)]
+    pub daily_write_quota: i64,
+    /// Hours an Idempotency-Key is remembered.
+    #[arg(long, default_value_t = 24)]
+    pub idempotency_ttl_hours: u64,
+    /// Start with the queue paused (submits are accepted and stay pending).
+    #[arg(long)]
+    pub paused: bool,
+    /// Credits the first-run default organization starts with.
+    #[arg(long, default_value_t = 100)]
+    pub starter_credits: i64,
+    /// Testing aid: sleep this long (cancellably) before each pipeline stage, so tests can
+    /// catch a job mid-pipeline. Never needed in production.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub stage_delay_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StrategyList(pub Vec<Strategy>);
+
+fn parse_strategies(s: &str) -> Result<StrategyList, String> {
+    Strategy::parse_list(s).map(StrategyList)
+}
+
+/// The humanness reference lives as long as the process: the runner's tasks borrow it.
+fn peptides(args: &ServeArgs) -> Result<&'static dyn HumanPeptides, String> {
+    match &args.oasis_db {
+        Some(path) => {
+            let db = OasisDb::open(path, args.oasis_threshold).map_err(|e| e.to_string())?;
+            Ok(Box::leak(Box::new(db)))
+        }
+        None => Ok(OasisSet::embedded()),
+    }
+}
+
+/// On a database without organizations: a default one with starter credits and one key with
+/// every scope, whose secret is returned to be printed once.
+fn bootstrap(db: &Db, credits: i64) -> Result<Option<String>, StoreError> {
+    let key = keys::generate();
+    let created = db.write(|tx| {
+        if accounts::count_orgs(tx)? > 0 {
+            return Ok::<_, StoreError>(false);
+        }
+        let org = accounts::create_org(tx, "default")?;
+        if credits > 0 {
+            accounts::grant(tx, &org.id, Bucket::Subscription, credits)?;
+        }
+        accounts::insert_key(tx, &org.id, &key.prefix, &key.hash, &keys::SCOPES.join(","))?;
+        Ok(true)
+    })?;
+    Ok(created.then_some(key.secret))
+}
+
+pub fn run(db_path: &Path, args: ServeArgs) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init()
+        .map_err(|e| e.to_string())?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(db_path, args, workers))
+}
+
+async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), String> {
+    let db = Db::open(db_path, (workers as u32 * 2).max(8))
+        .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
+    let recovered = Runner::recover(&db).map_err(|e| e.to_string())?;
+    if recovered > 0 {
+        tracing::info!(
+            jobs = recovered,
+            "put jobs left running by a previous process back to pending"
+        );
+    }
+    if args.paused {
+        db.write(|tx| {
+            requests::set_setting(tx, requests::QUEUE_PAUSED, "1").map_err(StoreError::from)
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    let paused = db
+        .read(|c| requests::get_setting(c, requests::QUEUE_PAUSED).map_err(StoreError::from))
+        .map_err(|e| e.to_string())?
+        .as_deref()
+        == Some("1");
+    let bootstrap_key = bootstrap(&db, args.starter_credits).map_err(|e| e.to_string())?;
+    let strategies = args
+        .strategies
+        .clone()
+        .map_or_else(|| Strategy::ALL.to_vec(), |s| s.0);
+    let runner = Runner::new(
+        Arc::clone(&db),
+        RunnerConfig {
+            workers,
+            strategies,
+            stage_delay: Duration::from_millis(args.stage_delay_ms),
+            peptides: peptides(&args)?,
+        },
+        paused,
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    {
+        let mut out = std::io::stdout().lock();
+        if let Some(secret) = &bootstrap_key {
+            let _ = writeln!(out, "api key: {secret}");
+        }
+        let _ = writeln!(out, "listening on http://{local}");
+        let _ = out.flush();
+    }
+    if bootstrap_key.is_some() {
+        tracing::info!(
+            "created the default organization with {} credits; the API key above is shown only once",
+            args.starter_credits
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let app = Arc::new(App {
+        db: Arc::clone(&db),
+        runner: Arc::clone(&runner),
+        config: Config {
+            rate_limiter: RateLimiter::new(
+                Rate {
+                    per_second: args.read_rate,
+                    burst: args.read_burst,
+                },
+                Rate {
+                    per_second: args.write_rate,
+                    burst: args.write_burst,
+                },
+            ),
+            daily_write_quota: args.daily_write_quota,
+            idempotency_ttl: Duration::from_secs(args.idempotency_ttl_hours * 3600),
+        },
+        requests: Default::default(),
+        shutdown: shutdown.clone(),
+    });
+    let runner_task = tokio::spawn(Arc::clone(&runner).run());
+    let server = tokio::spawn(http::serve(Arc::clone(&app), listener, shutdown.clone()));
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    shutdown.cancel();
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "the server task ended abnormally");
+    }
+    runner.stop(Duration::from_secs(10)).await;
+    let _ = runner_task.await;
+    db.checkpoint()
+        .map_err(|e| format!("checkpointing the WAL: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

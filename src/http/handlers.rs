@@ -1,0 +1,609 @@
+//! One function per endpoint. Each turns an authenticated request into a service call and the
+//! result into a response; refusals go back as `ApiError` for `problem.rs` to render.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, LOCATION, VARY};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::problem::{ApiError, already_reason};
+use super::router::Endpoint;
+use super::{App, Ctx, HttpResponse, views};
+use crate::runner::CancelOutcome;
+use crate::service::submit::{
+    self, HUMANIZATION, IdempotencyKey, NewHumanization, NewVariant, Outcome,
+};
+use crate::store::accounts;
+use crate::store::db::StoreError;
+use crate::store::jobs::{self, JobRow, Status};
+use crate::store::requests::StoredResponse;
+use crate::store::variants;
+
+/// `Prefer: wait` values above this are treated as this (SPEC §6).
+const MAX_PREFER_WAIT: u64 = 120;
+/// `GET /v1/jobs/{id}?wait=true` waits this long (SPEC §9).
+const JOBS_WAIT: u64 = 30;
+/// How long a cancel of a running humanization waits for its task to stop.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json_response(status: StatusCode, value: &Value) -> HttpResponse {
+    respond(status, "application/json", value.to_string())
+}
+
+/// The routes without an API key: health, readiness, metrics, the OpenAPI document.
+pub async fn operator(app: &Arc<App>, endpoint: Endpoint) -> Result<HttpResponse, ApiError> {
+    match endpoint {
+        Endpoint::Healthz => Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
+        Endpoint::Readyz => {
+            if app.shutdown.is_cancelled() {
+                return Err(ApiError::Unavailable("The server is shutting down."));
+            }
+            app.db
+                .read_async(|conn| {
+                    conn.query_row("SELECT 1", [], |_| Ok(()))
+                        .map_err(StoreError::from)
+                })
+                .await?;
+            Ok(json_response(StatusCode::OK, &json!({ "status": "ready" })))
+        }
+        Endpoint::Metrics => {
+            let jobs = app
+                .db
+                .read_async(|conn| jobs::count_by_status(conn).map_err(StoreError::from))
+                .await?;
+            let text = super::metrics::render(
+                &app.requests,
+                &jobs,
+                &app.runner.durations.snapshot(),
+                app.runner.is_paused(),
+            );
+            Ok(respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+            ))
+        }
+        Endpoint::OpenApi => Ok(respond(StatusCode::OK, "application/json", OPENAPI)),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+pub async fn authenticated(
+    app: &Arc<App>,
+    endpoint: Endpoint,
+    ctx: Ctx,
+) -> Result<HttpResponse, ApiError> {
+    match endpoint {
+        Endpoint::GetOrganization => get_organization(app, &ctx).await,
+        Endpoint::ListLedger => list_ledger(app, &ctx).await,
+        Endpoint::ListVariants => list_variants(app, &ctx).await,
+        Endpoint::CreateVariant => create_variant(app, &ctx).await,
+        Endpoint::GetVariant => get_variant(app, &ctx).await,
+        Endpoint::DeleteVariant => delete_variant(app, &ctx).await,
+        Endpoint::ListHumanizations => list_jobs(app, &ctx, Some(HUMANIZATION)).await,
+        Endpoint::SubmitHumanization => submit_humanization(app, &ctx).await,
+        Endpoint::GetHumanization => get_humanization(app, &ctx).await,
+        Endpoint::CancelHumanization => cancel_humanization(app, &ctx).await,
+        Endpoint::ListJobs => list_jobs(app, &ctx, None).await,
+        Endpoint::GetJob => get_job(app, &ctx).await,
+        Endpoint::CancelJob => cancel_job(app, &ctx).await,
+        Endpoint::Healthz | Endpoint::Readyz | Endpoint::Metrics | Endpoint::OpenApi => {
+            operator(app, endpoint).await
+        }
+    }
+}
+
+// ---- request parsing ----
+
+/// Parses a JSON body into `T`, naming the offending field in the error.
+fn parse_body<T: DeserializeOwned>(body: Option<&Bytes>) -> Result<T, ApiError> {
+    let bytes = body.map(|b| b.as_ref()).unwrap_or(b"");
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::InvalidRequest(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ApiError::InvalidRequest(if path == "." || path.is_empty() {
+            format!("malformed JSON body: {inner}")
+        } else {
+            format!("{path}: {inner}")
+        })
+    })?;
+    de.end()
+        .map_err(|e| ApiError::InvalidRequest(format!("malformed JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// A UUID from a path, normalised; anything else cannot name a resource, so it is 404.
+fn path_id(id: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::NotFound)
+}
+
+fn route_id(ctx: &Ctx) -> Result<String, ApiError> {
+    use super::router::Route;
+    match &ctx.route {
+        Route::Variant(id)
+        | Route::Humanization(id)
+        | Route::HumanizationCancel(id)
+        | Route::Job(id)
+        | Route::JobCancel(id) => path_id(id),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+struct Page {
+    limit: usize,
+    starting_after: Option<String>,
+}
+
+fn page(ctx: &Ctx) -> Result<Page, ApiError> {
+    let limit = match ctx.query("limit") {
+        None => 20,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n @ 1..=100) => n,
+            _ => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "limit: must be a whole number from 1 to 100, not {v:?}"
+                )));
+            }
+        },
+    };
+    let starting_after = ctx
+        .query("starting_after")
+        .map(|v| {
+            uuid::Uuid::parse_str(v)
+                .map(|u| u.hyphenated().to_string())
+                .map_err(|_| {
+                    ApiError::InvalidRequest(format!("starting_after: {v:?} is not a UUID"))
+                })
+        })
+        .transpose()?;
+    Ok(Page {
+        limit,
+        starting_after,
+    })
+}
+
+/// `Prefer: wait=N` (RFC 7240), capped at 120; other preferences are ignored.
+fn prefer_wait(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let mut wait = None;
+    for value in headers.get_all("prefer") {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::InvalidRequest("Prefer: not visible ASCII".into()))?;
+        for preference in text.split(',') {
+            let token = preference.split(';').next().unwrap_or("").trim();
+            let Some((name, v)) = token.split_once('=') else {
+                continue;
+            };
+            if name.trim().eq_ignore_ascii_case("wait") {
+                let seconds = v.trim().trim_matches('"').parse::<u64>().map_err(|_| {
+                    ApiError::InvalidRequest(format!(
+                        "Prefer: wait must be a whole number of seconds, not {:?}",
+                        v.trim()
+                    ))
+                })?;
+                wait = Some(seconds.min(MAX_PREFER_WAIT));
+            }
+        }
+    }
+    Ok(wait)
+}
+
+fn idempotency_key(
+    app: &App,
+    headers: &HeaderMap,
+    route: &'static str,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = |why: &str| ApiError::InvalidIdempotencyKey(format!("Idempotency-Key {why}"));
+    let key = value.to_str().map_err(|_| bad("must be printable ASCII"))?;
+    if key.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if key.len() > 255 {
+        return Err(bad("must be at most 255 characters"));
+    }
+    if !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(bad("must be printable ASCII"));
+    }
+    Ok(Some(IdempotencyKey {
+        key: key.to_string(),
+        method: "POST",
+        route,
+        ttl: app.config.idempotency_ttl,
+    }))
+}
+
+fn stored(status: StatusCode, value: &Value, location: Option<String>) -> StoredResponse {
+    StoredResponse {
+        status: status.as_u16(),
+        body: value.to_string(),
+        location,
+    }
+}
+
+fn from_stored(response: &StoredResponse, replayed: bool) -> HttpResponse {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+    let mut r = respond(status, "application/json", response.body.clone());
+    if let Some(location) = response
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        r.headers_mut().insert(LOCATION, location);
+    }
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    r
+}
+
+// ---- organization and credits ----
+
+async fn get_organization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let org_id = ctx.org_id().to_string();
+    let org = app
+        .db
+        .read_async(move |conn| accounts::get_org(conn, &org_id).map_err(StoreError::from))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_response(StatusCode::OK, &views::organization(&org)))
+}
+
+async fn list_ledger(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let page = page(ctx)?;
+    let org_id = ctx.org_id().to_string();
+    let limit = page.limit;
+    let rows = app
+        .db
+        .read_async(move |conn| {
+            accounts::ledger_page(conn, &org_id, page.starting_after.as_deref(), limit + 1)
+                .map_err(StoreError::from)
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &views::list(rows, limit, views::ledger_entry),
+    ))
+}
+
+// ---- variants ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateVariantBody {
+    name: String,
+    vh: String,
+    vl: String,
+}
+
+async fn create_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let body: CreateVariantBody = parse_body(ctx.body.as_ref())?;
+    let idem = idempotency_key(app, &ctx.headers, "/v1/variants")?;
+    let outcome = submit::create_variant(
+        &app.db,
+        ctx.org_id(),
+        NewVariant {
+            name: body.name,
+            vh: body.vh,
+            vl: body.vl,
+        },
+        idem,
+        |row| {
+            stored(
+                StatusCode::CREATED,
+                &views::variant(row),
+                Some(format!("/v1/variants/{}", row.id)),
+            )
+        },
+    )
+    .await?;
+    Ok(match outcome {
+        Outcome::Created(r) => from_stored(&r, false),
+        Outcome::Replayed(r) => from_stored(&r, true),
+    })
+}
+
+async fn get_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let id = route_id(ctx)?;
+    let org_id = ctx.org_id().to_string();
+    let row = app
+        .db
+        .read_async(move |conn| variants::get(conn, &org_id, &id).map_err(StoreError::from))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_response(StatusCode::OK, &views::variant(&row)))
+}
+
+async fn list_variants(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let page = page(ctx)?;
+    let org_id = ctx.org_id().to_string();
+    let limit = page.limit;
+    let rows = app
+        .db
+        .read_async(move |conn| {
+            variants::page(conn, &org_id, page.starting_after.as_deref(), limit + 1)
+                .map_err(StoreError::from)
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &views::list(rows, limit, views::variant),
+    ))
+}
+
+async fn delete_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let id = route_id(ctx)?;
+    let org_id = ctx.org_id().to_string();
+    let deleted = app
+        .db
+        .write_async(move |tx| variants::delete(tx, &org_id, &id).map_err(StoreError::from))
+        .await?;
+    if !deleted {
+        return Err(ApiError::NotFound);
+    }
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    Ok(r)
+}
+
+// ---- humanizations and jobs ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    variant_id: String,
+}
+
+fn with_vary(mut r: HttpResponse) -> HttpResponse {
+    r.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Prefer"));
+    r
+}
+
+fn applied(mut r: HttpResponse, wait: u64) -> HttpResponse {
+    if let Ok(v) = HeaderValue::from_str(&format!("wait={wait}")) {
+        r.headers_mut().insert("preference-applied", v);
+    }
+    r
+}
+
+async fn load_job(
+    app: &Arc<App>,
+    org_id: &str,
+    id: &str,
+    kind: Option<&'static str>,
+) -> Result<JobRow, ApiError> {
+    let (org_id, id) = (org_id.to_string(), id.to_string());
+    app.db
+        .read_async(move |conn| jobs::get(conn, &org_id, &id, kind).map_err(StoreError::from))
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Long-polls until the job is terminal or `seconds` pass (or the server starts stopping).
+async fn wait_for_terminal(
+    app: &Arc<App>,
+    org_id: &str,
+    id: &str,
+    kind: Option<&'static str>,
+    seconds: u64,
+) -> Result<JobRow, ApiError> {
+    // Subscribe before reading so a change between the read and the wait is not missed.
+    let mut events = app.runner.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let job = load_job(app, org_id, id, kind).await?;
+        if job.status.is_terminal()
+            || tokio::time::Instant::now() >= deadline
+            || app.shutdown.is_cancelled()
+        {
+            return Ok(job);
+        }
+        tokio::select! {
+            changed = events.changed() => {
+                if changed.is_err() {
+                    return Ok(job);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = app.shutdown.cancelled() => {}
+        }
+    }
+}
+
+async fn submit_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let body: SubmitBody = parse_body(ctx.body.as_ref())?;
+    let variant_id = uuid::Uuid::parse_str(&body.variant_id)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| {
+            ApiError::InvalidRequest(format!("variant_id: {:?} is not a UUID", body.variant_id))
+        })?;
+    let wait = prefer_wait(&ctx.headers)?;
+    let idem = idempotency_key(app, &ctx.headers, "/v1/humanizations")?;
+    let (outcome, created) = submit::submit_humanization(
+        &app.db,
+        ctx.org_id(),
+        NewHumanization { variant_id },
+        idem,
+        |job| {
+            stored(
+                StatusCode::ACCEPTED,
+                &views::job(job),
+                Some(format!("/v1/humanizations/{}", job.id)),
+            )
+        },
+    )
+    .await?;
+    let response = match (outcome, created) {
+        (Outcome::Replayed(r), _) => return Ok(with_vary(from_stored(&r, true))),
+        (Outcome::Created(r), Some(id)) => {
+            app.runner.notify();
+            match wait {
+                Some(seconds) if seconds > 0 => {
+                    let job =
+                        wait_for_terminal(app, ctx.org_id(), &id, Some(HUMANIZATION), seconds)
+                            .await?;
+                    let mut r = if job.status.is_terminal() {
+                        applied(json_response(StatusCode::OK, &views::job(&job)), seconds)
+                    } else {
+                        json_response(StatusCode::ACCEPTED, &views::job(&job))
+                    };
+                    if let Ok(v) = HeaderValue::from_str(&format!("/v1/humanizations/{id}")) {
+                        r.headers_mut().insert(LOCATION, v);
+                    }
+                    r
+                }
+                _ => from_stored(&r, false),
+            }
+        }
+        (Outcome::Created(r), None) => from_stored(&r, false),
+    };
+    Ok(with_vary(response))
+}
+
+async fn get_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let id = route_id(ctx)?;
+    let wait = prefer_wait(&ctx.headers)?;
+    let response = match wait {
+        Some(seconds) if seconds > 0 => {
+            let job =
+                wait_for_terminal(app, ctx.org_id(), &id, Some(HUMANIZATION), seconds).await?;
+            let r = json_response(StatusCode::OK, &views::job(&job));
+            if job.status.is_terminal() {
+                applied(r, seconds)
+            } else {
+                r
+            }
+        }
+        _ => {
+            let job = load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?;
+            json_response(StatusCode::OK, &views::job(&job))
+        }
+    };
+    Ok(with_vary(response))
+}
+
+async fn get_job(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let id = route_id(ctx)?;
+    let wait = match ctx.query("wait") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "wait: must be true or false, not {v:?}"
+            )));
+        }
+    };
+    let job = if wait {
+        wait_for_terminal(app, ctx.org_id(), &id, None, JOBS_WAIT).await?
+    } else {
+        load_job(app, ctx.org_id(), &id, None).await?
+    };
+    Ok(json_response(StatusCode::OK, &views::job(&job)))
+}
+
+async fn list_jobs(
+    app: &Arc<App>,
+    ctx: &Ctx,
+    kind: Option<&'static str>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page(ctx)?;
+    let status = ctx
+        .query("status")
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                    "status: must be one of pending, running, completed, failed, canceled, not {s:?}"
+                ))
+            })
+        })
+        .transpose()?;
+    let kind = match (kind, ctx.query("object")) {
+        (Some(kind), _) => Some(kind),
+        (None, None) => None,
+        (None, Some(HUMANIZATION)) => Some(HUMANIZATION),
+        (None, Some(other)) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "object: unknown job kind {other:?}; known: {HUMANIZATION}"
+            )));
+        }
+    };
+    let org_id = ctx.org_id().to_string();
+    let limit = page.limit;
+    let rows = app
+        .db
+        .read_async(move |conn| {
+            jobs::page(
+                conn,
+                &org_id,
+                kind,
+                status,
+                page.starting_after.as_deref(),
+                limit + 1,
+            )
+            .map_err(StoreError::from)
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &views::list(rows, limit, views::job),
+    ))
+}
+
+async fn cancel_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let id = route_id(ctx)?;
+    let outcome = app
+        .runner
+        .cancel(ctx.org_id(), &id, Some(HUMANIZATION))
+        .await?;
+    if let CancelOutcome::Signaled(mut done) = outcome {
+        // Bounded: the task notices its token between stages, or abandons an engine step at
+        // once, so it normally stops within milliseconds.
+        let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|stopped| *stopped)).await;
+    }
+    let job = load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?;
+    Ok(json_response(StatusCode::OK, &views::job(&job)))
+}
+
+async fn cancel_job(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let id = route_id(ctx)?;
+    match app.runner.cancel(ctx.org_id(), &id, None).await {
+        Ok(_) => Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({ "job_id": id, "accepted": true }),
+        )),
+        Err(crate::service::ServiceError::AlreadyTerminal(status)) => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "job_id": id, "accepted": false, "reason": already_reason(status) }),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,356 @@
+//! The HTTP API on hyper 1 with a hand-rolled router: request ids, auth, scopes, rate limits and
+//! quota, body limits, problem+json, one structured log line per request. Handlers live in
+//! `handlers.rs`; statuses and headers are decided only in this module tree.
+
+pub mod handlers;
+pub mod limits;
+pub mod metrics;
+pub mod problem;
+pub mod router;
+pub mod views;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::Runner;
+use crate::service::keys;
+use crate::store::accounts::ApiKey;
+use crate::store::db::{Db, StoreError};
+use crate::store::requests;
+use limits::{Decision, RateLimiter};
+use problem::ApiError;
+use router::{CostClass, Endpoint, Route};
+
+/// Request bodies above this are refused with 413 (SPEC §1).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub struct Config {
+    pub rate_limiter: RateLimiter,
+    pub daily_write_quota: i64,
+    pub idempotency_ttl: Duration,
+}
+
+/// Everything a request can reach.
+pub struct App {
+    pub db: Arc<Db>,
+    pub runner: Arc<Runner>,
+    pub config: Config,
+    pub requests: metrics::RequestCounters,
+    /// Cancelled when the server starts shutting down: long polls return, new requests get 503.
+    pub shutdown: CancellationToken,
+}
+
+/// An authenticated request's context.
+pub struct Ctx {
+    pub key: ApiKey,
+    pub route: Route,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Bytes>,
+}
+
+impl Ctx {
+    pub fn org_id(&self) -> &str {
+        &self.key.org_id
+    }
+
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Accepts connections until `shutdown`, then lets in-flight requests finish (bounded).
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationToken) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Usually EMFILE; back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let service = service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(handle(app, req, peer).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after 10 s");
+    }
+}
+
+fn static_method(method: &http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        _ => "OTHER",
+    }
+}
+
+/// A client's request id is echoed when it is short, visible ASCII; otherwise a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()))
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    let started = Instant::now();
+    let request_id = request_id(req.headers());
+    let method = static_method(req.method());
+    let path = req.uri().path().to_string();
+    let route = Route::resolve(&path);
+    let template = route.as_ref().map_or("unmatched", Route::template);
+    let (mut response, limit) = match dispatch(&app, req, route, &path).await {
+        Ok((response, limit)) => (response, limit),
+        Err((e, limit)) => (e.into_response(&path, &request_id), limit),
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    if let Some(d) = limit {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(d.reset));
+    }
+    let status = response.status().as_u16();
+    app.requests.record(method, template, status);
+    tracing::info!(
+        request_id,
+        method,
+        route = template,
+        path,
+        status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        peer = %peer,
+        "request"
+    );
+    response
+}
+
+type Dispatched = Result<(HttpResponse, Option<Decision>), (ApiError, Option<Decision>)>;
+
+async fn dispatch(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    route: Option<Route>,
+    path: &str,
+) -> Dispatched {
+    let route = route.ok_or((ApiError::NotFound, None))?;
+    let endpoint = route.endpoint(req.method()).map_err(|e| (e, None))?;
+    if !endpoint.authenticated() {
+        return handlers::operator(app, endpoint)
+            .await
+            .map(|r| (r, None))
+            .map_err(|e| (e, None));
+    }
+    if app.shutdown.is_cancelled() {
+        return Err((ApiError::Unavailable("The server is shutting down."), None));
+    }
+    let key = authenticate(app, req.headers())
+        .await
+        .map_err(|e| (e, None))?;
+    // Rate limits apply to every authenticated request, before its scope is even checked, so
+    // a key cannot probe routes for free.
+    let decision = app.config.rate_limiter.take(&key.id, endpoint.class());
+    let limit = Some(decision);
+    if !decision.allowed {
+        return Err((
+            ApiError::RateLimited {
+                retry_after: decision.retry_after,
+            },
+            limit,
+        ));
+    }
+    if let Some(scope) = endpoint.scope()
+        && !keys::has_scope(&key, scope)
+    {
+        return Err((ApiError::Forbidden(scope), limit));
+    }
+    if endpoint.class() == CostClass::Write {
+        count_write(app, &key.org_id)
+            .await
+            .map_err(|e| (e, limit))?;
+    }
+    let query = parse_query(req.uri().query(), endpoint).map_err(|e| (e, limit))?;
+    let (parts, body) = req.into_parts();
+    let body = if endpoint.has_body() {
+        Some(
+            read_json_body(&parts.headers, body)
+                .await
+                .map_err(|e| (e, limit))?,
+        )
+    } else {
+        None
+    };
+    let ctx = Ctx {
+        key,
+        route,
+        path: path.to_string(),
+        headers: parts.headers,
+        query,
+        body,
+    };
+    handlers::authenticated(app, endpoint, ctx)
+        .await
+        .map(|r| (r, limit))
+        .map_err(|e| (e, limit))
+}
+
+async fn authenticate(app: &Arc<App>, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let secret = bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(|s| s.trim().to_string())
+        .ok_or(ApiError::Unauthenticated)?;
+    let db = Arc::clone(&app.db);
+    let key = tokio::task::spawn_blocking(move || keys::authenticate(&db, &secret))
+        .await
+        .map_err(|e| ApiError::from(StoreError::Task(e.to_string())))??;
+    key.ok_or(ApiError::Unauthenticated)
+}
+
+/// Seconds until the next UTC midnight, when the daily quota resets.
+fn seconds_to_utc_midnight() -> u64 {
+    let now = jiff::Timestamp::now().as_second();
+    (86_400 - now.rem_euclid(86_400)) as u64
+}
+
+async fn count_write(app: &Arc<App>, org_id: &str) -> Result<(), ApiError> {
+    let quota = app.config.daily_write_quota;
+    let org = org_id.to_string();
+    let day = crate::store::db::now()[..10].to_string();
+    let allowed = app
+        .db
+        .write_async(move |tx| {
+            requests::count_write(tx, &org, &day, quota).map_err(StoreError::from)
+        })
+        .await?;
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::QuotaExceeded {
+            retry_after: seconds_to_utc_midnight(),
+            quota,
+        })
+    }
+}
+
+fn parse_query(query: Option<&str>, endpoint: Endpoint) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let allowed = endpoint.query_params();
+    for (name, _) in &pairs {
+        if !allowed.contains(&name.as_str()) {
+            return Err(ApiError::InvalidRequest(if allowed.is_empty() {
+                format!("unknown query parameter `{name}`; this route takes none")
+            } else {
+                format!(
+                    "unknown query parameter `{name}`; this route takes {}",
+                    allowed.join(", ")
+                )
+            }));
+        }
+    }
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(n, _)| n == name) {
+            return Err(ApiError::InvalidRequest(format!(
+                "query parameter `{name}` is given twice"
+            )));
+        }
+    }
+    Ok(pairs)
+}
+
+async fn read_json_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::PayloadTooLarge)
+        }
+        Err(e) => Err(ApiError::InvalidRequest(format!(
+            "the request body could not be read: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,303 @@
+//! Organizations, API keys and the credit ledger.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::db::{new_id, now};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Organization {
+    pub id: String,
+    pub name: String,
+    pub subscription: i64,
+    pub purchased: i64,
+    pub created_at: String,
+}
+
+impl Organization {
+    pub fn balance(&self) -> i64 {
+        self.subscription + self.purchased
+    }
+}
+
+fn org_from_row(r: &rusqlite::Row) -> rusqlite::Result<Organization> {
+    Ok(Organization {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        subscription: r.get(2)?,
+        purchased: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+const ORG_COLUMNS: &str = "id, name, subscription_credits, purchased_credits, created_at";
+
+pub fn create_org(tx: &Transaction, name: &str) -> rusqlite::Result<Organization> {
+    let id = new_id();
+    let created_at = now();
+    tx.execute(
+        "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
+        params![id, name, created_at],
+    )?;
+    Ok(Organization {
+        id,
+        name: name.to_string(),
+        subscription: 0,
+        purchased: 0,
+        created_at,
+    })
+}
+
+pub fn get_org(conn: &Connection, id: &str) -> rusqlite::Result<Option<Organization>> {
+    conn.query_row(
+        &format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1"),
+        [id],
+        org_from_row,
+    )
+    .optional()
+}
+
+pub fn list_orgs(conn: &Connection) -> rusqlite::Result<Vec<Organization>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ORG_COLUMNS} FROM organizations ORDER BY id"
+    ))?;
+    stmt.query_map([], org_from_row)?.collect()
+}
+
+pub fn count_orgs(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM organizations", [], |r| r.get(0))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub org_id: String,
+    pub prefix: String,
+    pub hash: Vec<u8>,
+    pub scopes: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+fn key_from_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        prefix: r.get(2)?,
+        hash: r.get(3)?,
+        scopes: r.get(4)?,
+        created_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "id, org_id, prefix, hash, scopes, created_at, revoked_at";
+
+pub fn insert_key(
+    tx: &Transaction,
+    org_id: &str,
+    prefix: &str,
+    hash: &[u8],
+    scopes: &str,
+) -> rusqlite::Result<ApiKey> {
+    let key = ApiKey {
+        id: new_id(),
+        org_id: org_id.to_string(),
+        prefix: prefix.to_string(),
+        hash: hash.to_vec(),
+        scopes: scopes.to_string(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    tx.execute(
+        "INSERT INTO api_keys (id, org_id, prefix, hash, scopes, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            key.id,
+            key.org_id,
+            key.prefix,
+            key.hash,
+            key.scopes,
+            key.created_at
+        ],
+    )?;
+    Ok(key)
+}
+
+/// Keys whose public prefix matches; the caller compares hashes in constant time.
+pub fn keys_with_prefix(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec<ApiKey>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1"
+    ))?;
+    stmt.query_map([prefix], key_from_row)?.collect()
+}
+
+pub fn list_keys(conn: &Connection, org_id: &str) -> rusqlite::Result<Vec<ApiKey>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ?1 ORDER BY id"
+    ))?;
+    stmt.query_map([org_id], key_from_row)?.collect()
+}
+
+/// Marks a key revoked; false when there is no such key. Revoking twice keeps the first time.
+pub fn revoke_key(tx: &Transaction, key_id: &str) -> rusqlite::Result<bool> {
+    let exists: Option<i64> = tx
+        .query_row("SELECT 1 FROM api_keys WHERE id = ?1", [key_id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![key_id, now()],
+    )?;
+    Ok(true)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Subscription,
+    Purchased,
+}
+
+impl Bucket {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Subscription => "subscription",
+            Bucket::Purchased => "purchased",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Bucket> {
+        match s {
+            "subscription" => Some(Bucket::Subscription),
+            "purchased" => Some(Bucket::Purchased),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    pub id: String,
+    pub org_id: String,
+    pub bucket: String,
+    pub delta: i64,
+    pub reason: String,
+    pub job_id: Option<String>,
+    pub created_at: String,
+}
+
+fn insert_ledger(
+    tx: &Transaction,
+    org_id: &str,
+    bucket: Bucket,
+    delta: i64,
+    reason: &str,
+    job_id: Option<&str>,
+) -> rusqlite::Result<()> {
+    // The AFTER INSERT trigger in schema.sql moves the cached bucket balance with the row.
+    tx.execute(
+        "INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            new_id(),
+            org_id,
+            bucket.name(),
+            delta,
+            reason,
+            job_id,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn grant(tx: &Transaction, org_id: &str, bucket: Bucket, amount: i64) -> rusqlite::Result<()> {
+    insert_ledger(tx, org_id, bucket, amount, "grant", None)
+}
+
+/// Debits `cost` for a job, subscription bucket first. The caller has checked the balance in
+/// the same transaction; the schema's CHECKs abort it if a bucket would still go negative.
+pub fn debit(
+    tx: &Transaction,
+    org: &Organization,
+    job_id: &str,
+    cost: i64,
+) -> rusqlite::Result<()> {
+    let from_subscription = cost.min(org.subscription);
+    let from_purchased = cost - from_subscription;
+    if from_subscription > 0 {
+        insert_ledger(
+            tx,
+            &org.id,
+            Bucket::Subscription,
+            -from_subscription,
+            "debit",
+            Some(job_id),
+        )?;
+    }
+    if from_purchased > 0 {
+        insert_ledger(
+            tx,
+            &org.id,
+            Bucket::Purchased,
+            -from_purchased,
+            "debit",
+            Some(job_id),
+        )?;
+    }
+    Ok(())
+}
+
+/// Refunds a job's cost to the subscription bucket. Returns false (and changes nothing) when
+/// the job was already refunded: the unique index on refunds decides, not the callers.
+pub fn refund(tx: &Transaction, org_id: &str, job_id: &str, cost: i64) -> rusqlite::Result<bool> {
+    if cost <= 0 {
+        return Ok(false);
+    }
+    let inserted = tx.execute(
+        "INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at) \
+         VALUES (?1, ?2, 'subscription', ?3, 'refund', ?4, ?5) \
+         ON CONFLICT (job_id) WHERE reason = 'refund' DO NOTHING",
+        params![new_id(), org_id, cost, job_id, now()],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// The ledger newest first, `limit` rows older than the cursor.
+pub fn ledger_page(
+    conn: &Connection,
+    org_id: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<LedgerEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, org_id, bucket, delta, reason, job_id, created_at FROM credit_ledger \
+         WHERE org_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+    )?;
+    stmt.query_map(params![org_id, before, limit as i64], |r| {
+        Ok(LedgerEntry {
+            id: r.get(0)?,
+            org_id: r.get(1)?,
+            bucket: r.get(2)?,
+            delta: r.get(3)?,
+            reason: r.get(4)?,
+            job_id: r.get(5)?,
+            created_at: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
+/// The ledger's sums per bucket, to check the cached balances against.
+pub fn ledger_sums(conn: &Connection, org_id: &str) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT COALESCE(SUM(CASE WHEN bucket = 'subscription' THEN delta END), 0), \
+                COALESCE(SUM(CASE WHEN bucket = 'purchased' THEN delta END), 0) \
+         FROM credit_ledger WHERE org_id = ?1",
+        [org_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}

@@ -1,0 +1,190 @@
+//! The service database: one writer connection behind a mutex plus an r2d2 pool of read-only
+//! connections, all on one SQLite file in WAL mode.
+//!
+//! Why one writer: SQLite allows one writer at a time anyway, and several pooled writers
+//! contend on the lock (`SQLITE_BUSY` after the timeout) and starve WAL checkpoints. Every
+//! write goes through [`Db::write`], which opens `BEGIN IMMEDIATE` so a read-then-write
+//! transaction takes the write lock before it reads and can never be upgraded into a deadlock.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+/// The schema every table lives in; bump [`SCHEMA_VERSION`] with any change to it.
+pub const SCHEMA: &str = include_str!("../../schema.sql");
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits on a lock before giving up. Set before WAL is switched on: the
+/// switch itself takes a lock that another process (the admin CLI) may hold.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database task: {0}")]
+    Task(String),
+    #[error(
+        "the database {path} has schema version {found}, newer than this binary's {SCHEMA_VERSION}"
+    )]
+    NewerSchema { path: PathBuf, found: i64 },
+}
+
+/// The per-connection settings every connection needs (SQLite forgets them on close).
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the last
+    // commits), and it keeps commits off fsync.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+pub struct Db {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database, switches it to WAL, applies the schema.
+    pub fn open(path: impl AsRef<Path>, readers: u32) -> Result<Arc<Db>, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = Connection::open(&path)?;
+        configure(&writer)?;
+        let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "the database did not switch to WAL");
+        }
+        migrate(&mut writer, &path)?;
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.pragma_update(None, "foreign_keys", "ON")
+            });
+        let readers = r2d2::Pool::builder()
+            .max_size(readers.max(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        Ok(Arc::new(Db {
+            path,
+            writer: Mutex::new(writer),
+            readers,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer, committing when it returns
+    /// `Ok`. Blocking: call from a blocking thread (see [`Db::write_async`]).
+    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        // A panic inside a transaction rolls it back on unwind, so the connection behind a
+        // poisoned lock is still consistent.
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+
+    /// Runs `f` on a pooled read-only connection. Blocking.
+    pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let conn = self.readers.get().map_err(StoreError::from)?;
+        f(&conn)
+    }
+
+    /// [`Db::write`] on tokio's blocking pool, so the async threads never wait on SQLite.
+    pub async fn write_async<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(self);
+        tokio::task::spawn_blocking(move || db.write(f))
+            .await
+            .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+    }
+
+    /// [`Db::read`] on tokio's blocking pool.
+    pub async fn read_async<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(self);
+        tokio::task::spawn_blocking(move || db.read(f))
+            .await
+            .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+    }
+
+    /// Folds the WAL back into the database file and truncates it, so a stopped server leaves
+    /// one self-contained file behind.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// A consistent copy of the live database through SQLite's online backup API.
+    pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<(), StoreError> {
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.backup(rusqlite::MAIN_DB, dest, None)?;
+        Ok(())
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have migrated while this one waited for the lock.
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Now, as the one timestamp format of the API and the database: `2026-04-22T14:15:00+00:00`.
+pub fn now() -> String {
+    format_timestamp(jiff::Timestamp::now())
+}
+
+pub fn format_timestamp(ts: jiff::Timestamp) -> String {
+    ts.to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().hyphenated().to_string()
+}

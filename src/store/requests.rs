@@ -1,0 +1,159 @@
+//! What the store keeps about requests rather than resources: idempotency keys, the daily
+//! write quota, and the operator settings a running server polls.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+/// A stored idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    pub fingerprint: String,
+    /// None while the first request is in flight.
+    pub response: Option<StoredResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+}
+
+pub struct IdempotencyScope<'a> {
+    pub org_id: &'a str,
+    pub method: &'a str,
+    pub route: &'a str,
+    pub key: &'a str,
+}
+
+/// The live record for the key, ignoring expired ones.
+pub fn find_key(
+    conn: &Connection,
+    scope: &IdempotencyScope,
+    now: &str,
+) -> rusqlite::Result<Option<IdempotencyRecord>> {
+    conn.prepare_cached(
+        "SELECT fingerprint, response_status, response_body, response_location \
+         FROM idempotency_keys WHERE org_id = ?1 AND method = ?2 AND route = ?3 AND key = ?4 \
+         AND expires_at > ?5",
+    )?
+    .query_row(
+        params![scope.org_id, scope.method, scope.route, scope.key, now],
+        |r| {
+            let status: Option<u16> = r.get(1)?;
+            let body: Option<String> = r.get(2)?;
+            Ok(IdempotencyRecord {
+                fingerprint: r.get(0)?,
+                response: status.zip(body).map(|(status, body)| StoredResponse {
+                    status,
+                    body,
+                    location: r.get(3).ok().flatten(),
+                }),
+            })
+        },
+    )
+    .optional()
+}
+
+/// Claims the key for a first request (replacing an expired record).
+pub fn reserve_key(
+    tx: &Transaction,
+    scope: &IdempotencyScope,
+    fingerprint: &str,
+    now: &str,
+    expires_at: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO idempotency_keys \
+         (org_id, method, route, key, fingerprint, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            scope.org_id,
+            scope.method,
+            scope.route,
+            scope.key,
+            fingerprint,
+            now,
+            expires_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Stores the response of the request that holds the key.
+pub fn complete_key(
+    tx: &Transaction,
+    scope: &IdempotencyScope,
+    response: &StoredResponse,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE idempotency_keys SET response_status = ?5, response_body = ?6, \
+         response_location = ?7 WHERE org_id = ?1 AND method = ?2 AND route = ?3 AND key = ?4",
+        params![
+            scope.org_id,
+            scope.method,
+            scope.route,
+            scope.key,
+            response.status,
+            response.body,
+            response.location
+        ],
+    )?;
+    Ok(())
+}
+
+/// Frees a key whose request failed before creating anything, so it can be used again.
+pub fn release_key(tx: &Transaction, scope: &IdempotencyScope) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE org_id = ?1 AND method = ?2 AND route = ?3 \
+         AND key = ?4 AND response_status IS NULL",
+        params![scope.org_id, scope.method, scope.route, scope.key],
+    )?;
+    Ok(())
+}
+
+/// Drops expired keys, and in-flight reservations left by a process that stopped mid-request
+/// (`abandoned_before`: nothing started before this process can still be in flight).
+pub fn sweep_keys(tx: &Transaction, now: &str, abandoned_before: &str) -> rusqlite::Result<usize> {
+    let expired = tx.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?1", [now])?;
+    let abandoned = tx.execute(
+        "DELETE FROM idempotency_keys WHERE response_status IS NULL AND created_at < ?1",
+        [abandoned_before],
+    )?;
+    Ok(expired + abandoned)
+}
+
+/// Counts one write for the organization today; false (and nothing counted) when the day's
+/// quota is already used up.
+pub fn count_write(
+    tx: &Transaction,
+    org_id: &str,
+    day: &str,
+    quota: i64,
+) -> rusqlite::Result<bool> {
+    let count: Option<i64> = tx
+        .prepare_cached(
+            "INSERT INTO daily_writes (org_id, day, count) VALUES (?1, ?2, 1) \
+             ON CONFLICT (org_id, day) DO UPDATE SET count = count + 1 WHERE count < ?3 \
+             RETURNING count",
+        )?
+        .query_row(params![org_id, day, quota], |r| r.get(0))
+        .optional()?;
+    Ok(matches!(count, Some(c) if c <= quota))
+}
+
+pub const QUEUE_PAUSED: &str = "queue_paused";
+
+pub fn get_setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()
+}
+
+pub fn set_setting(tx: &Transaction, key: &str, value: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
