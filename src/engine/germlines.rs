@@ -22,6 +22,9 @@ const HUMAN_IMGT_JSON: &str = include_str!("../../data/germlines/human_imgt.json
 pub struct Gene {
     pub name: String,
     aligned: Vec<u8>,
+    /// `aligned` with gaps as 0, the value [`PositionMap::get`] gives a missing residue, so
+    /// neither can match or be similar in the ranking.
+    codes: Vec<u8>,
 }
 
 /// The V (or J) genes of one chain type, on one shared list of IMGT positions.
@@ -190,9 +193,14 @@ fn parse_set(raw: &RawSet) -> Result<GeneSet, String> {
         // skipped, so the earlier name is the one reported.
         let ungapped: Vec<u8> = aligned.iter().copied().filter(|&r| r != b'-').collect();
         if seen.insert(ungapped) {
+            let codes = aligned
+                .iter()
+                .map(|&r| if r == b'-' { 0 } else { r })
+                .collect();
             genes.push(Gene {
                 name: name.clone(),
                 aligned,
+                codes,
             });
         }
     }
@@ -226,18 +234,33 @@ impl Germlines {
     /// (numpy's stable argsort of the negated scores).
     fn best(set: &GeneSet, chain: &PositionMap) -> usize {
         let residues: Vec<u8> = set.positions.iter().map(|p| chain.get(*p)).collect();
+        let identical = |gene: &Gene| -> u32 {
+            // Vectorised: 0 (no residue on either side) never counts.
+            gene.codes
+                .iter()
+                .zip(&residues)
+                .map(|(&g, &r)| u32::from(g == r) & u32::from(r != 0))
+                .sum()
+        };
+        // Similar pairs add at most 0.01 per position, less than 2 in all, while a gene's own
+        // similar count is at least its identical count: a gene two or more identities behind
+        // the most identical one cannot reach its score, so only the rest are scored in full.
+        let most = set.genes.iter().map(identical).max().unwrap_or(0);
         let similarity = similarity_table();
         let mut best = (0, f64::INFINITY);
         for (i, gene) in set.genes.iter().enumerate() {
-            // Branch-free counts: `0` (no chain residue) and `-` (no germline residue) are never
-            // identical, and the table holds no similarity for either.
-            let (mut identical, mut similar_count) = (0u32, 0u32);
-            for (&g, &r) in gene.aligned.iter().zip(&residues) {
-                identical += u32::from(g == r && r != 0);
-                similar_count += u32::from(similarity[usize::from(g & 31)][usize::from(r & 31)]);
+            let same = identical(gene);
+            if same + 2 <= most {
+                continue;
             }
+            let similar_count: u32 = gene
+                .codes
+                .iter()
+                .zip(&residues)
+                .map(|(&g, &r)| u32::from(similarity[usize::from(g & 31)][usize::from(r & 31)]))
+                .sum();
             // The same float expression numpy evaluates, so ties fall the same way.
-            let score = -f64::from(identical) - f64::from(similar_count) * 0.01;
+            let score = -f64::from(same) - f64::from(similar_count) * 0.01;
             if score < best.1 {
                 best = (i, score);
             }
@@ -417,6 +440,40 @@ mod tests {
         labels.sort_by_key(imgt_order);
         let shown: Vec<String> = labels.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["111", "111A", "112B", "112A", "112", "113"]);
+    }
+
+    fn gene(name: &str, aligned: &[u8]) -> Gene {
+        Gene {
+            name: name.into(),
+            aligned: aligned.to_vec(),
+            codes: aligned
+                .iter()
+                .map(|&r| if r == b'-' { 0 } else { r })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_germline_gap_is_never_similar_and_ties_keep_the_earlier_gene() {
+        // Chain MLL at positions 1–3. C (ALL) and A (-LL) both have 2 identities and 2 similar
+        // pairs (A–M is not BLOSUM-positive, a gap is never similar): a tie, so the earlier
+        // gene, C, wins as numpy's stable argsort picks it.
+        let set = GeneSet {
+            positions: vec![Position::new(1), Position::new(2), Position::new(3)],
+            genes: vec![gene("C", b"ALL"), gene("A", b"-LL")],
+        };
+        let chain = PositionMap::new(&[
+            (Position::new(1), b'M'),
+            (Position::new(2), b'L'),
+            (Position::new(3), b'L'),
+        ]);
+        assert_eq!(Germlines::best(&set, &chain), 0);
+        // One more identity beats any number of similar pairs.
+        let set = GeneSet {
+            positions: set.positions,
+            genes: vec![gene("V", b"VII"), gene("M", b"MLA")],
+        };
+        assert_eq!(Germlines::best(&set, &chain), 1);
     }
 
     #[test]
