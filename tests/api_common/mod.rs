@@ -1,0 +1,335 @@
+//! Shared by the `api_*` tests: start the real `veneer` binary on a free port with a fresh
+//! database, and talk HTTP/1.1 to it with a small blocking client (one connection per
+//! request, `Connection: close`), so the tests exercise exactly what a user's curl does.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_veneer");
+
+pub const VH: &str = "EVKLQQSGPGLVTPSQSLSITCTVSGFSLSDYGVHWVRQSPGQGLEWLGVIWAGGGTNYNSALMSRKSISKDNSKSQVFLKMNSLQADDTAVYYCARDKGYSYYYSMDYWGQGTSVTVSS";
+pub const VL: &str = "DIETLQSPASLAVSLGQRATISCRASESVEYYVTSLMQWYQQKPGQPPKLLIFAASNVESGVPARFSGSGSGTNFSLNIHPVDEDDVAMYFCQQSRKYVPYTFGGGTKLEIK";
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub addr: String,
+    /// The bootstrap key (printed on the first start only).
+    pub key: String,
+    args: Vec<String>,
+}
+
+impl Server {
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("x.db")
+    }
+
+    /// Starts a server on a new database with extra `serve` flags.
+    pub fn start(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = Server {
+            dir,
+            child: None,
+            addr: String::new(),
+            key: String::new(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        let key = server.spawn();
+        server.key = key.expect("first start prints an api key");
+        server
+    }
+
+    /// Starts the process on the existing database; returns the bootstrap key if printed.
+    pub fn spawn(&mut self) -> Option<String> {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(self.db())
+            .args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn veneer serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut key = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("server printed its address in time");
+            if let Some(k) = line.strip_prefix("api key: ") {
+                key = Some(k.to_string());
+            } else if let Some(url) = line.strip_prefix("listening on http://") {
+                self.addr = url.to_string();
+                break;
+            }
+        }
+        self.child = Some(child);
+        key
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn req(&self) -> Req<'_> {
+        Req {
+            server: self,
+            method: "GET".into(),
+            path: "/".into(),
+            headers: Vec::new(),
+            body: None,
+            key: Some(self.key.clone()),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.req().method("GET").path(path).send()
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.req().method("POST").path(path).json(body).send()
+    }
+
+    /// Runs an admin command on this server's database; returns (success, stdout).
+    pub fn admin(&self, args: &[&str]) -> (bool, String) {
+        admin(&self.db(), args)
+    }
+
+    pub fn create_variant(&self, name: &str) -> String {
+        let r = self.post(
+            "/v1/variants",
+            &serde_json::json!({ "name": name, "vh": VH, "vl": VL }),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json["id"].as_str().expect("id").to_string()
+    }
+
+    /// A new organization with `credits` and a key with all scopes (or `scopes`).
+    pub fn new_org(&self, name: &str, credits: i64, scopes: Option<&str>) -> (String, String) {
+        let credits = credits.to_string();
+        let (ok, org) = self.admin(&["orgs", "create", name, "--credits", &credits]);
+        assert!(ok);
+        let org = org.trim().to_string();
+        let mut args = vec!["keys", "create", "--org", &org];
+        if let Some(s) = scopes {
+            args.extend(["--scopes", s]);
+        }
+        let (ok, key) = self.admin(&args);
+        assert!(ok);
+        (org, key.trim().to_string())
+    }
+
+    /// Polls until the job has `status` (bounded).
+    pub fn wait_status(&self, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self.get(&format!("/v1/jobs/{id}"));
+            if r.json["status"] == status {
+                return r.json;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not {status} in time: {}",
+                r.text
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn ledger(&self) -> Vec<Value> {
+        let r = self.get("/v1/credits/ledger?limit=100");
+        assert_eq!(r.status, 200);
+        r.json["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn admin(db: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run veneer");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+pub struct Req<'a> {
+    server: &'a Server,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    key: Option<String>,
+}
+
+impl Req<'_> {
+    pub fn method(mut self, m: &str) -> Self {
+        self.method = m.into();
+        self
+    }
+    pub fn path(mut self, p: &str) -> Self {
+        self.path = p.into();
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn key(mut self, key: Option<&str>) -> Self {
+        self.key = key.map(str::to_string);
+        self
+    }
+    pub fn json(self, v: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .raw_body(v.to_string().into_bytes())
+    }
+    pub fn raw_body(mut self, b: Vec<u8>) -> Self {
+        self.body = Some(b);
+        self
+    }
+
+    pub fn send(self) -> Resp {
+        let mut stream = TcpStream::connect(&self.server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(150)))
+            .expect("timeout");
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+            self.method, self.path, self.server.addr
+        );
+        if let Some(key) = &self.key {
+            head.push_str(&format!("authorization: Bearer {key}\r\n"));
+        }
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let body = self.body.unwrap_or_default();
+        if !body.is_empty() || self.method == "POST" {
+            head.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).expect("write head");
+        // The server may answer (413) before reading a large body and close; ignore that.
+        let _ = stream.write_all(&body);
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        Resp::parse(&raw)
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    fn parse(raw: &[u8]) -> Resp {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete response head");
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let text = String::from_utf8_lossy(&raw[split + 4..]).into_owned();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts a problem+json response with this status and code.
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
+        assert_eq!(self.json["code"], code, "{}", self.text);
+        assert_eq!(self.json["status"], status, "{}", self.text);
+        assert_eq!(
+            self.json["request_id"].as_str(),
+            self.header("x-request-id"),
+            "problem repeats the request id"
+        );
+        assert_eq!(self.json["type"], format!("/problems/{code}"));
+        assert!(self.json["title"].is_string() && self.json["detail"].is_string());
+        &self.json
+    }
+}
