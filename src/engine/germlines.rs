@@ -379,8 +379,12 @@ pub fn closest_species(chain_type: ChainType, imgt: &[(Position, u8)]) -> Option
     let mut best: Option<(&'static str, f64)> = None;
     let genes = &table.genes[slot(chain_type)];
     for ((species, gene), &length) in genes.iter().zip(&table.lengths[slot(chain_type)]) {
-        // A branch-free count the compiler vectorises: 128 byte compares per gene.
-        let identical: u32 = chain.iter().zip(gene).map(|(c, g)| u32::from(c == g)).sum();
+        // Byte-wide, branch-free counting the compiler vectorises: at most 128 matches, so a
+        // u8 accumulator cannot overflow.
+        let identical = chain
+            .iter()
+            .zip(gene)
+            .fold(0u8, |count, (c, g)| count + u8::from(c == g));
         let identity = f64::from(identical) / length as f64;
         if best.is_none_or(|(_, b)| identity > b) {
             best = Some((species, identity));

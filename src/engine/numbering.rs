@@ -611,17 +611,6 @@ fn aa(residue: u8) -> Option<usize> {
     super::chain::AMINO_ACIDS.iter().position(|&a| a == residue)
 }
 
-fn log_add(a: f64, b: f64) -> f64 {
-    if a == f64::NEG_INFINITY {
-        return b;
-    }
-    if b == f64::NEG_INFINITY {
-        return a;
-    }
-    let (high, low) = if a > b { (a, b) } else { (b, a) };
-    high + (low - high).exp().ln_1p()
-}
-
 /// The states for `window`'s residues between match states `before` and `after`, as HMMER's
 /// optimal-accuracy alignment places them under `model`; `current` wins ties.
 ///
@@ -652,55 +641,65 @@ fn best_placement(
     ) else {
         return current.to_vec();
     };
-    // `node(t)` holds the moves from local state t (0 = `before`) to t + 1.
-    let moves =
-        |t: usize, kind: usize| node(t).map_or(f64::NEG_INFINITY, |row| f64::from(row[kind]));
-    let emit = |t: usize, j: usize| emissions[t - 1][j - 1];
-    let ninf = f64::NEG_INFINITY;
+    // `node(t)` holds the moves from local state t (0 = `before`) to t + 1. A window spans at
+    // most a couple of dozen states, so path probabilities stay far inside f64's range and
+    // forward–backward runs on plain probabilities (no log-sum-exp).
+    let moves: Vec<[f64; 4]> = (0..=n)
+        .map(|t| {
+            node(t).map_or([0.0; 4], |row| {
+                [MM, MD, DM, DD].map(|kind| f64::from(row[kind]).exp())
+            })
+        })
+        .collect();
+    let (mm, md, dm, dd) = (0, 1, 2, 3);
+    let emit: Vec<Vec<f64>> = emissions
+        .iter()
+        .map(|row| row.iter().map(|e| e.exp()).collect())
+        .collect();
+    let emit = |t: usize, j: usize| emit[t - 1][j - 1];
     // forward[t][j] = (ends in match, ends in delete) after local state t with j residues used.
-    let mut forward = vec![vec![(ninf, ninf); m + 1]; n + 1];
-    forward[0][0].0 = 0.0;
+    let mut forward = vec![vec![(0.0f64, 0.0f64); m + 1]; n + 1];
+    forward[0][0].0 = 1.0;
     for t in 1..=n {
+        let step = moves[t - 1];
         for j in 0..=m {
             let (prev_m, prev_d) = forward[t - 1][j];
-            let delete = log_add(prev_m + moves(t - 1, MD), prev_d + moves(t - 1, DD));
+            let delete = prev_m * step[md] + prev_d * step[dd];
             let matched = if j > 0 {
                 let (pm, pd) = forward[t - 1][j - 1];
-                log_add(pm + moves(t - 1, MM), pd + moves(t - 1, DM)) + emit(t, j)
+                (pm * step[mm] + pd * step[dm]) * emit(t, j)
             } else {
-                ninf
+                0.0
             };
             forward[t][j] = (matched, delete);
         }
     }
-    let mut backward = vec![vec![(ninf, ninf); m + 1]; n + 1];
-    backward[n][m] = (moves(n, MM), moves(n, DM));
+    let mut backward = vec![vec![(0.0f64, 0.0f64); m + 1]; n + 1];
+    backward[n][m] = (moves[n][mm], moves[n][dm]);
     for t in (0..n).rev() {
+        let step = moves[t];
         for j in 0..=m {
             let next_delete = backward[t + 1][j].1;
             let next_match = if j < m {
-                backward[t + 1][j + 1].0 + emit(t + 1, j + 1)
+                backward[t + 1][j + 1].0 * emit(t + 1, j + 1)
             } else {
-                ninf
+                0.0
             };
             backward[t][j] = (
-                log_add(next_match + moves(t, MM), next_delete + moves(t, MD)),
-                log_add(next_match + moves(t, DM), next_delete + moves(t, DD)),
+                next_match * step[mm] + next_delete * step[md],
+                next_match * step[dm] + next_delete * step[dd],
             );
         }
     }
-    let total = log_add(
-        forward[n][m].0 + moves(n, MM),
-        forward[n][m].1 + moves(n, DM),
-    );
-    if !total.is_finite() {
+    let total = forward[n][m].0 * moves[n][mm] + forward[n][m].1 * moves[n][dm];
+    if !(total.is_finite() && total > 0.0) {
         return current.to_vec();
     }
     // posterior(t, j): residue j sits at local state t.
-    let posterior = |t: usize, j: usize| (forward[t][j].0 + backward[t][j].0 - total).exp();
+    let posterior = |t: usize, j: usize| forward[t][j].0 * backward[t][j].0 / total;
 
     // Optimal accuracy: the increasing placement with the largest summed posterior.
-    let mut best = vec![vec![ninf; m + 1]; n + 1];
+    let mut best = vec![vec![f64::NEG_INFINITY; m + 1]; n + 1];
     for row in best.iter_mut() {
         row[0] = 0.0;
     }
