@@ -3,7 +3,7 @@
 //! table, and `v_gene`/`j_gene` over human germlines).
 
 use serde_json::Value;
-use veneer::engine::germlines::{Germlines, closest_species};
+use veneer::engine::germlines::closest_species;
 use veneer::engine::numbering::{Scheme, number};
 use veneer::engine::sequence::clean;
 

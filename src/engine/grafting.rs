@@ -57,6 +57,7 @@ pub fn graft_onto(
 }
 
 type AcceptorKey = (ChainType, &'static str, &'static str);
+type AcceptorCache = Mutex<HashMap<AcceptorKey, Arc<Vec<(Position, u8)>>>>;
 
 /// The merged germline's Kabat numbering. It depends only on the V and J genes, and there are a
 /// few thousand pairs at most, so each is numbered once per process (an alignment is most of a
@@ -65,7 +66,7 @@ fn acceptor_kabat(
     chain_type: ChainType,
     acceptor: &Acceptor,
 ) -> Result<Arc<Vec<(Position, u8)>>, ChainError> {
-    static CACHE: OnceLock<Mutex<HashMap<AcceptorKey, Arc<Vec<(Position, u8)>>>>> = OnceLock::new();
+    static CACHE: OnceLock<AcceptorCache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (chain_type, acceptor.v_gene, acceptor.j_gene);
     if let Some(found) = cache
