@@ -38,16 +38,32 @@ fn a_submit_is_accepted_debited_once_and_completes_with_results() {
     let r = submit(&s, &variant);
     assert_eq!(r.status, 202, "{}", r.text);
     let id = id_of(&r.json);
-    assert_eq!(r.header("location"), Some(format!("/v1/humanizations/{id}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v1/humanizations/{id}").as_str())
+    );
     assert_eq!(r.header("vary"), Some("Prefer"));
     assert_eq!(r.json["object"], "humanization");
     assert_eq!(r.json["status"], "pending");
     assert_eq!(r.json["credit_cost"], 1);
     assert_eq!(r.json["inputs"], json!({ "variant_id": variant }));
-    for field in ["stage", "started_at", "completed_at", "failed_at", "canceled_at", "error", "results"] {
+    for field in [
+        "stage",
+        "started_at",
+        "completed_at",
+        "failed_at",
+        "canceled_at",
+        "error",
+        "results",
+    ] {
         assert!(r.json[field].is_null(), "{field} is null while pending");
     }
-    assert!(r.json["created_at"].as_str().unwrap_or("").ends_with("+00:00"));
+    assert!(
+        r.json["created_at"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("+00:00")
+    );
 
     let done = s.wait_status(&id, "completed", Duration::from_secs(20));
     assert!(done["completed_at"].is_string() && done["started_at"].is_string());
@@ -55,10 +71,19 @@ fn a_submit_is_accepted_debited_once_and_completes_with_results() {
     assert!(done["stage"].is_null() && done["error"].is_null());
     let results = done["results"].as_array().expect("results");
     assert!(!results.is_empty());
-    let names: Vec<&str> = results.iter().filter_map(|r| r["strategy"].as_str()).collect();
+    let names: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r["strategy"].as_str())
+        .collect();
     assert!(names.contains(&"cdr_grafting"), "{names:?}");
     for result in results {
-        for field in ["humanized_vh", "humanized_vl", "liabilities", "mutations", "oasis_score"] {
+        for field in [
+            "humanized_vh",
+            "humanized_vl",
+            "liabilities",
+            "mutations",
+            "oasis_score",
+        ] {
             assert!(!result[field].is_null(), "{field} in {result}");
         }
         assert_ne!(result["humanized_vh"], api_common::VH);
@@ -86,7 +111,8 @@ fn a_submit_is_accepted_debited_once_and_completes_with_results() {
     assert_eq!(s.get("/v1/jobs?status=pending").json["data"], json!([]));
     let waited = s.get(&format!("/v1/jobs/{id}?wait=true"));
     assert_eq!(waited.json["status"], "completed");
-    s.get(&format!("/v1/jobs/{id}?wait=maybe")).problem(400, "invalid_request");
+    s.get(&format!("/v1/jobs/{id}?wait=maybe"))
+        .problem(400, "invalid_request");
 }
 
 #[test]
@@ -153,20 +179,50 @@ fn insufficient_credits_is_402_and_creates_nothing_then_purchased_credits_are_us
             None => r.send(),
         }
     };
-    let v = as_lab("POST", "/v1/variants", Some(json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL})));
+    let v = as_lab(
+        "POST",
+        "/v1/variants",
+        Some(json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL})),
+    );
     let variant = id_of(&v.json);
-    let first = as_lab("POST", "/v1/humanizations", Some(json!({ "variant_id": variant })));
+    let first = as_lab(
+        "POST",
+        "/v1/humanizations",
+        Some(json!({ "variant_id": variant })),
+    );
     assert_eq!(first.status, 202);
-    let r = as_lab("POST", "/v1/humanizations", Some(json!({ "variant_id": variant })));
+    let r = as_lab(
+        "POST",
+        "/v1/humanizations",
+        Some(json!({ "variant_id": variant })),
+    );
     let p = r.problem(402, "insufficient_credits");
     assert_eq!(p["credit_cost"], 1);
     assert_eq!(p["credit_balance"], 0);
-    assert_eq!(as_lab("GET", "/v1/jobs", None).json["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        as_lab("GET", "/v1/jobs", None).json["data"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 
-    let (ok, balance) = s.admin(&["credits", "grant", "--org", &org, "--amount", "2", "--bucket", "purchased"]);
+    let (ok, balance) = s.admin(&[
+        "credits",
+        "grant",
+        "--org",
+        &org,
+        "--amount",
+        "2",
+        "--bucket",
+        "purchased",
+    ]);
     assert!(ok);
     assert_eq!(balance.trim(), "2");
-    let r = as_lab("POST", "/v1/humanizations", Some(json!({ "variant_id": variant })));
+    let r = as_lab(
+        "POST",
+        "/v1/humanizations",
+        Some(json!({ "variant_id": variant })),
+    );
     assert_eq!(r.status, 202);
     let job = id_of(&r.json);
     let ledger = as_lab("GET", "/v1/credits/ledger", None).json;
@@ -179,7 +235,11 @@ fn insufficient_credits_is_402_and_creates_nothing_then_purchased_credits_are_us
     assert_eq!(o["buckets"], json!({"subscription": 0, "purchased": 1}));
     let (ok, rows) = s.admin(&["credits", "ledger", "--org", &org]);
     assert!(ok);
-    assert_eq!(rows.lines().count(), 4, "grant, debit, grant, debit:\n{rows}");
+    assert_eq!(
+        rows.lines().count(),
+        4,
+        "grant, debit, grant, debit:\n{rows}"
+    );
 }
 
 #[test]
@@ -207,7 +267,10 @@ fn idempotency_keys_replay_refuse_mismatches_and_free_failed_requests() {
     assert_eq!(again.header("location"), first.header("location"));
     with_key("k-1", &other).problem(409, "idempotency_mismatch");
     assert_eq!(ledger_for(&s, &id).len(), 1, "one debit");
-    assert_eq!(s.get("/v1/jobs").json["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        s.get("/v1/jobs").json["data"].as_array().map(Vec::len),
+        Some(1)
+    );
 
     // A request that failed before creating anything does not consume its key.
     with_key("k-2", "01a20651-60bf-7071-8acf-dd18d042cc9e").problem(404, "not_found");
@@ -247,7 +310,12 @@ fn idempotency_keys_replay_refuse_mismatches_and_free_failed_requests() {
 
 #[test]
 fn twelve_concurrent_submits_with_one_key_make_one_job_and_one_debit() {
-    let s = Arc::new(Server::start(&["--write-burst", "100", "--write-rate", "100"]));
+    let s = Arc::new(Server::start(&[
+        "--write-burst",
+        "100",
+        "--write-rate",
+        "100",
+    ]));
     let variant = s.create_variant("v");
     let threads: Vec<_> = (0..12)
         .map(|_| {
@@ -283,7 +351,10 @@ fn twelve_concurrent_submits_with_one_key_make_one_job_and_one_debit() {
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(created, 1);
     let id = ids.into_iter().next().expect("id");
-    assert_eq!(s.get("/v1/jobs").json["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        s.get("/v1/jobs").json["data"].as_array().map(Vec::len),
+        Some(1)
+    );
     let debits: Vec<Value> = ledger_for(&s, &id)
         .into_iter()
         .filter(|e| e["reason"] == "debit")
@@ -319,7 +390,10 @@ fn twelve_concurrent_submits_with_one_key_make_one_job_and_one_debit() {
         }
     }
     assert_eq!(ids.len(), 1);
-    assert_eq!(s.get("/v1/variants").json["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        s.get("/v1/variants").json["data"].as_array().map(Vec::len),
+        Some(2)
+    );
 }
 
 #[test]
@@ -328,24 +402,45 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     let variant = s.create_variant("v");
     let id = id_of(&submit(&s, &variant).json);
     assert_eq!(balance(&s), 99);
-    let r = s.req().method("POST").path(&format!("/v1/humanizations/{id}/cancel")).send();
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/humanizations/{id}/cancel"))
+        .send();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["status"], "canceled");
     assert!(r.json["canceled_at"].is_string());
     assert!(r.json["results"].is_null() && r.json["completed_at"].is_null());
     assert_eq!(balance(&s), 100);
     let entries = ledger_for(&s, &id);
-    assert_eq!(entries.iter().filter(|e| e["reason"] == "refund").count(), 1);
-    let refund = entries.iter().find(|e| e["reason"] == "refund").expect("refund");
+    assert_eq!(
+        entries.iter().filter(|e| e["reason"] == "refund").count(),
+        1
+    );
+    let refund = entries
+        .iter()
+        .find(|e| e["reason"] == "refund")
+        .expect("refund");
     assert_eq!(refund["bucket"], "subscription");
     assert_eq!(refund["delta"], 1);
 
-    let p = s.req().method("POST").path(&format!("/v1/humanizations/{id}/cancel")).send();
+    let p = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/humanizations/{id}/cancel"))
+        .send();
     let body = p.problem(409, "conflict");
     assert_eq!(body["job_status"], "canceled");
-    let r = s.req().method("POST").path(&format!("/v1/jobs/{id}/cancel")).send();
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/jobs/{id}/cancel"))
+        .send();
     assert_eq!(r.status, 200);
-    assert_eq!(r.json, json!({"job_id": id, "accepted": false, "reason": "already_canceled"}));
+    assert_eq!(
+        r.json,
+        json!({"job_id": id, "accepted": false, "reason": "already_canceled"})
+    );
     // Sticky: resuming the queue never runs it.
     let (ok, out) = s.admin(&["queue", "resume"]);
     assert!(ok);
@@ -358,7 +453,11 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     s.admin(&["queue", "pause"]);
     std::thread::sleep(Duration::from_millis(1000));
     let id2 = id_of(&submit(&s, &variant).json);
-    let r = s.req().method("POST").path(&format!("/v1/jobs/{id2}/cancel")).send();
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/jobs/{id2}/cancel"))
+        .send();
     assert_eq!(r.status, 202);
     assert_eq!(r.json, json!({"job_id": id2, "accepted": true}));
     s.wait_status(&id2, "canceled", Duration::from_secs(5));
@@ -377,11 +476,18 @@ fn a_running_job_is_canceled_mid_pipeline_and_refunded_exactly_once() {
             assert_ne!(j["stage"], "finalizing");
             break;
         }
-        assert!(Instant::now() < deadline, "never reached a strategy stage: {j}");
+        assert!(
+            Instant::now() < deadline,
+            "never reached a strategy stage: {j}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let started = Instant::now();
-    let r = s.req().method("POST").path(&format!("/v1/humanizations/{id}/cancel")).send();
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/humanizations/{id}/cancel"))
+        .send();
     let took = started.elapsed();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["status"], "canceled");
@@ -393,7 +499,11 @@ fn a_running_job_is_canceled_mid_pipeline_and_refunded_exactly_once() {
     let j = s.get(&format!("/v1/jobs/{id}")).json;
     assert_eq!(j["status"], "canceled");
     let entries = ledger_for(&s, &id);
-    assert_eq!(entries.iter().filter(|e| e["reason"] == "refund").count(), 1, "{entries:?}");
+    assert_eq!(
+        entries.iter().filter(|e| e["reason"] == "refund").count(),
+        1,
+        "{entries:?}"
+    );
     assert_eq!(entries.len(), 2);
     assert_eq!(balance(&s), 100);
 
@@ -404,7 +514,11 @@ fn a_running_job_is_canceled_mid_pipeline_and_refunded_exactly_once() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(10));
     }
-    let r = s.req().method("POST").path(&format!("/v1/jobs/{id2}/cancel")).send();
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/jobs/{id2}/cancel"))
+        .send();
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.json, json!({"job_id": id2, "accepted": true}));
     s.wait_status(&id2, "canceled", Duration::from_secs(5));
@@ -421,19 +535,45 @@ fn finalizing_refuses_cancel_and_completed_jobs_are_conflicts() {
         assert!(Instant::now() < deadline, "never reached finalizing");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let r = s.req().method("POST").path(&format!("/v1/humanizations/{id}/cancel")).send();
-    assert_eq!(r.problem(409, "job_cancel_unavailable")["stage"], "finalizing");
-    let r = s.req().method("POST").path(&format!("/v1/jobs/{id}/cancel")).send();
-    assert_eq!(r.problem(409, "job_cancel_unavailable")["stage"], "finalizing");
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/humanizations/{id}/cancel"))
+        .send();
+    assert_eq!(
+        r.problem(409, "job_cancel_unavailable")["stage"],
+        "finalizing"
+    );
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/jobs/{id}/cancel"))
+        .send();
+    assert_eq!(
+        r.problem(409, "job_cancel_unavailable")["stage"],
+        "finalizing"
+    );
     let done = s.wait_status(&id, "completed", Duration::from_secs(10));
     assert_eq!(done["results"].as_array().map(Vec::len), Some(1));
-    let r = s.req().method("POST").path(&format!("/v1/humanizations/{id}/cancel")).send();
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/humanizations/{id}/cancel"))
+        .send();
     assert_eq!(r.problem(409, "conflict")["job_status"], "completed");
-    let r = s.req().method("POST").path(&format!("/v1/jobs/{id}/cancel")).send();
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/jobs/{id}/cancel"))
+        .send();
     assert_eq!(r.status, 200);
     assert_eq!(r.json["reason"], "already_completed");
     assert_eq!(r.json["accepted"], false);
-    assert_eq!(ledger_for(&s, &id).len(), 1, "a completed job is never refunded");
+    assert_eq!(
+        ledger_for(&s, &id).len(),
+        1,
+        "a completed job is never refunded"
+    );
     s.req()
         .method("POST")
         .path("/v1/humanizations/01a20651-60bf-7071-8acf-dd18d042cc9e/cancel")
@@ -470,7 +610,10 @@ fn a_paused_queue_keeps_jobs_pending_and_prefer_wait_1_returns_202_after_a_secon
     assert!(ok && out.trim() == "resumed");
     let resumed = Instant::now();
     s.wait_status(&id, "completed", Duration::from_secs(5));
-    assert!(resumed.elapsed() < Duration::from_secs(3), "noticed within a second or so");
+    assert!(
+        resumed.elapsed() < Duration::from_secs(3),
+        "noticed within a second or so"
+    );
 
     let (ok, out) = s.admin(&["queue", "pause"]);
     assert!(ok && out.trim() == "paused");
@@ -482,7 +625,15 @@ fn a_paused_queue_keeps_jobs_pending_and_prefer_wait_1_returns_202_after_a_secon
 
 #[test]
 fn one_labs_batch_does_not_starve_another_labs_single_job() {
-    let s = Server::start(&["--paused", "--workers", "1", "--stage-delay-ms", "40", "--write-burst", "50"]);
+    let s = Server::start(&[
+        "--paused",
+        "--workers",
+        "1",
+        "--stage-delay-ms",
+        "40",
+        "--write-burst",
+        "50",
+    ]);
     let variant = s.create_variant("v");
     let batch: Vec<String> = (0..8).map(|_| id_of(&submit(&s, &variant).json)).collect();
     let (_, other) = s.new_org("second lab", 5, None);
@@ -493,8 +644,19 @@ fn one_labs_batch_does_not_starve_another_labs_single_job() {
             None => r.send(),
         }
     };
-    let v = as_other("POST", "/v1/variants", Some(json!({"name": "b", "vh": api_common::VH, "vl": api_common::VL})));
-    let single = id_of(&as_other("POST", "/v1/humanizations", Some(json!({"variant_id": id_of(&v.json)}))).json);
+    let v = as_other(
+        "POST",
+        "/v1/variants",
+        Some(json!({"name": "b", "vh": api_common::VH, "vl": api_common::VL})),
+    );
+    let single = id_of(
+        &as_other(
+            "POST",
+            "/v1/humanizations",
+            Some(json!({"variant_id": id_of(&v.json)})),
+        )
+        .json,
+    );
     s.admin(&["queue", "resume"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -509,7 +671,11 @@ fn one_labs_batch_does_not_starve_another_labs_single_job() {
         .iter()
         .filter(|id| s.get(&format!("/v1/jobs/{id}")).json["status"] != "completed")
         .count();
-    assert!(unfinished >= 5, "the single job waited behind {} of 8", 8 - unfinished);
+    assert!(
+        unfinished >= 5,
+        "the single job waited behind {} of 8",
+        8 - unfinished
+    );
     for id in &batch {
         s.wait_status(id, "completed", Duration::from_secs(30));
     }
@@ -520,7 +686,11 @@ fn a_job_keeps_its_snapshot_when_its_variant_is_deleted() {
     let s = Server::start(&["--paused"]);
     let variant = s.create_variant("v");
     let id = id_of(&submit(&s, &variant).json);
-    let del = s.req().method("DELETE").path(&format!("/v1/variants/{variant}")).send();
+    let del = s
+        .req()
+        .method("DELETE")
+        .path(&format!("/v1/variants/{variant}"))
+        .send();
     assert_eq!(del.status, 204);
     s.admin(&["queue", "resume"]);
     let done = s.wait_status(&id, "completed", Duration::from_secs(10));

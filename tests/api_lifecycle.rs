@@ -17,7 +17,12 @@ fn sigterm_exits_0_and_a_restart_finishes_what_was_pending_and_running() {
     let mut s = Server::start(&["--workers", "1", "--stage-delay-ms", "300"]);
     let variant = s.create_variant("v");
     let ids: Vec<String> = (0..3)
-        .map(|_| id_of(&s.post("/v1/humanizations", &json!({"variant_id": variant})).json))
+        .map(|_| {
+            id_of(
+                &s.post("/v1/humanizations", &json!({"variant_id": variant}))
+                    .json,
+            )
+        })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.get(&format!("/v1/jobs/{}", ids[0])).json["status"] != "running" {
@@ -37,7 +42,10 @@ fn sigterm_exits_0_and_a_restart_finishes_what_was_pending_and_running() {
         assert!(job["results"].is_array());
     }
     let ledger = s.ledger();
-    assert!(ledger.iter().all(|e| e["reason"] != "refund"), "shutdown is not a cancel");
+    assert!(
+        ledger.iter().all(|e| e["reason"] != "refund"),
+        "shutdown is not a cancel"
+    );
     assert_eq!(s.get("/v1/organization").json["credit_balance"], 97);
     assert!(s.terminate().success());
 }
@@ -46,7 +54,10 @@ fn sigterm_exits_0_and_a_restart_finishes_what_was_pending_and_running() {
 fn sigterm_requeues_a_running_job_without_refund() {
     let mut s = Server::start(&["--stage-delay-ms", "2000"]);
     let variant = s.create_variant("v");
-    let id = id_of(&s.post("/v1/humanizations", &json!({"variant_id": variant})).json);
+    let id = id_of(
+        &s.post("/v1/humanizations", &json!({"variant_id": variant}))
+            .json,
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.get(&format!("/v1/jobs/{id}")).json["status"] != "running" {
         assert!(Instant::now() < deadline);
@@ -54,7 +65,10 @@ fn sigterm_requeues_a_running_job_without_refund() {
     }
     let started = Instant::now();
     assert!(s.terminate().success());
-    assert!(started.elapsed() < Duration::from_secs(5), "the running task was stopped, not awaited");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the running task was stopped, not awaited"
+    );
     // Read the database offline through the admin tool: pending, no refund.
     let (ok, ledger) = s.admin(&["credits", "ledger", "--org", &org_of(&s)]);
     assert!(ok);
@@ -76,7 +90,16 @@ fn org_of(s: &Server) -> String {
 
 #[test]
 fn rate_limits_answer_429_with_retry_after_and_headers() {
-    let s = Server::start(&["--read-rate", "1", "--read-burst", "3", "--write-rate", "1", "--write-burst", "1"]);
+    let s = Server::start(&[
+        "--read-rate",
+        "1",
+        "--read-burst",
+        "3",
+        "--write-rate",
+        "1",
+        "--write-burst",
+        "1",
+    ]);
     let r = s.get("/v1/organization");
     assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
     assert_eq!(r.header("x-ratelimit-remaining"), Some("2"));
@@ -88,14 +111,27 @@ fn rate_limits_answer_429_with_retry_after_and_headers() {
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
     // Writes have their own bucket.
-    let r = s.post("/v1/variants", &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}));
+    let r = s.post(
+        "/v1/variants",
+        &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}),
+    );
     assert_eq!(r.status, 201);
     assert_eq!(r.header("x-ratelimit-limit"), Some("1"));
-    let r = s.post("/v1/variants", &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}));
+    let r = s.post(
+        "/v1/variants",
+        &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}),
+    );
     r.problem(429, "rate_limited");
     // Another key has its own buckets.
     let (_, other) = s.new_org("b", 0, None);
-    assert_eq!(s.req().key(Some(&other)).path("/v1/organization").send().status, 200);
+    assert_eq!(
+        s.req()
+            .key(Some(&other))
+            .path("/v1/organization")
+            .send()
+            .status,
+        200
+    );
     // Buckets refill.
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(s.get("/v1/organization").status, 200);
@@ -109,7 +145,10 @@ fn the_daily_write_quota_survives_a_restart() {
     assert_eq!(s.post("/v1/variants", &body).status, 201);
     let r = s.post("/v1/variants", &body);
     r.problem(429, "quota_exceeded");
-    let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).expect("retry-after");
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after");
     assert!((1..=86_400).contains(&retry));
     // Reads are not writes.
     assert_eq!(s.get("/v1/variants").status, 200);
@@ -127,23 +166,43 @@ fn admin_commands_print_what_spec_says() {
     let org = org.trim_end_matches('\n');
     assert_eq!(org.len(), 36, "a lone UUID: {org:?}");
     assert!(!org.contains('\n'));
-    let (ok, key) = api_common::admin(&db, &["keys", "create", "--org", org, "--scopes", "variants:read,jobs:read"]);
+    let (ok, key) = api_common::admin(
+        &db,
+        &[
+            "keys",
+            "create",
+            "--org",
+            org,
+            "--scopes",
+            "variants:read,jobs:read",
+        ],
+    );
     assert!(ok);
     assert_eq!(key.lines().count(), 1);
     assert!(key.starts_with("vnr_") && key.trim().len() >= 36, "{key}");
     let (ok, keys) = api_common::admin(&db, &["keys", "list", "--org", org]);
     assert!(ok);
-    assert!(keys.contains("variants:read,jobs:read") && keys.contains("active"), "{keys}");
-    let (ok, _) = api_common::admin(&db, &["keys", "create", "--org", org, "--scopes", "everything"]);
+    assert!(
+        keys.contains("variants:read,jobs:read") && keys.contains("active"),
+        "{keys}"
+    );
+    let (ok, _) = api_common::admin(
+        &db,
+        &["keys", "create", "--org", org, "--scopes", "everything"],
+    );
     assert!(!ok, "unknown scopes are refused");
     let (ok, _) = api_common::admin(&db, &["keys", "create", "--org", "nope"]);
     assert!(!ok);
-    let (ok, balance) = api_common::admin(&db, &["credits", "grant", "--org", org, "--amount", "3"]);
+    let (ok, balance) =
+        api_common::admin(&db, &["credits", "grant", "--org", org, "--amount", "3"]);
     assert!(ok);
     assert_eq!(balance, "10\n");
     let (ok, orgs) = api_common::admin(&db, &["orgs", "list"]);
     assert!(ok);
-    assert!(orgs.starts_with(&format!("{org}\tLab One\t10\t10\t0\t")), "{orgs}");
+    assert!(
+        orgs.starts_with(&format!("{org}\tLab One\t10\t10\t0\t")),
+        "{orgs}"
+    );
     let (ok, ledger) = api_common::admin(&db, &["credits", "ledger", "--org", org]);
     assert!(ok);
     assert_eq!(ledger.lines().count(), 2);
@@ -153,7 +212,12 @@ fn admin_commands_print_what_spec_says() {
     let csv = dir.path().join("v.csv");
     std::fs::write(
         &csv,
-        format!("name,vh,vl\nok1,{},{}\nbad,EVQLXX,{}\n", api_common::VH, api_common::VL, api_common::VL),
+        format!(
+            "name,vh,vl\nok1,{},{}\nbad,EVQLXX,{}\n",
+            api_common::VH,
+            api_common::VL,
+            api_common::VL
+        ),
     )
     .expect("write");
     let out = std::process::Command::new(api_common::BIN)
@@ -174,7 +238,16 @@ fn admin_commands_print_what_spec_says() {
         format!(">ab1 VH\n{}\n>ab1 VL\n{}\n", api_common::VH, api_common::VL),
     )
     .expect("write");
-    let (ok, imported) = api_common::admin(&db, &["variants", "import", "--org", org, fasta.to_str().expect("path")]);
+    let (ok, imported) = api_common::admin(
+        &db,
+        &[
+            "variants",
+            "import",
+            "--org",
+            org,
+            fasta.to_str().expect("path"),
+        ],
+    );
     assert!(ok);
     assert!(imported.trim_end().ends_with("\tab1"));
 
@@ -189,7 +262,7 @@ fn admin_commands_print_what_spec_says() {
     assert!(ok);
     let (ok, orgs_in_copy) = api_common::admin(&copy, &["orgs", "list"]);
     assert!(ok);
-    assert_eq!(orgs_in_copy, orgs.replace("\t10\t10\t0\t", "\t10\t10\t0\t"));
+    assert_eq!(orgs_in_copy, orgs);
     let (ok, _) = api_common::admin(&db, &["backup", copy.to_str().expect("path")]);
     assert!(!ok, "an existing file is not overwritten");
 
@@ -208,7 +281,11 @@ fn a_second_start_on_the_same_database_keeps_organizations_and_keys() {
     let first_key = s.key.clone();
     assert!(s.terminate().success());
     assert_eq!(s.spawn(), None);
-    let r = s.req().key(Some(&first_key)).path("/v1/organization").send();
+    let r = s
+        .req()
+        .key(Some(&first_key))
+        .path("/v1/organization")
+        .send();
     assert_eq!(r.status, 200);
     assert_eq!(r.json["credit_balance"], 100);
     // readyz and shutdown.

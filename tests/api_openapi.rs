@@ -19,11 +19,19 @@ const SPEC: &[(&str, &str, &[u16])] = &[
     ("get", "/v1/organization", &[200, 401, 429]),
     ("get", "/v1/credits/ledger", &[200, 400, 401, 403, 429]),
     ("get", "/v1/variants", &[200, 400, 401, 403, 429]),
-    ("post", "/v1/variants", &[201, 400, 401, 403, 409, 413, 415, 422, 429, 503]),
+    (
+        "post",
+        "/v1/variants",
+        &[201, 400, 401, 403, 409, 413, 415, 422, 429, 503],
+    ),
     ("get", "/v1/variants/{id}", &[200, 404]),
     ("delete", "/v1/variants/{id}", &[204, 404]),
     ("get", "/v1/humanizations", &[200, 400]),
-    ("post", "/v1/humanizations", &[200, 202, 400, 401, 402, 403, 404, 409, 413, 415, 429, 503]),
+    (
+        "post",
+        "/v1/humanizations",
+        &[200, 202, 400, 401, 402, 403, 404, 409, 413, 415, 429, 503],
+    ),
     ("get", "/v1/humanizations/{id}", &[200, 404]),
     ("post", "/v1/humanizations/{id}/cancel", &[200, 404, 409]),
     ("get", "/v1/jobs", &[200, 400]),
@@ -35,7 +43,8 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v.get("$ref").and_then(Value::as_str) {
         Some(r) => {
             let pointer = r.trim_start_matches('#');
-            doc.pointer(pointer).unwrap_or_else(|| panic!("dangling {r}"))
+            doc.pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling {r}"))
         }
         None => v,
     }
@@ -66,9 +75,17 @@ fn check_fields(doc: &Value, schema: &Value, value: &Value, at: &str) {
                     check_fields(doc, &props[key], &map[key], &format!("{at}.{key}"));
                 }
             }
-            for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            for required in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let name = required.as_str().expect("name");
-                assert!(map.contains_key(name), "{at}.{name} is required but not sent");
+                assert!(
+                    map.contains_key(name),
+                    "{at}.{name} is required but not sent"
+                );
             }
         }
         Value::Array(items) => {
@@ -85,7 +102,10 @@ fn check_fields(doc: &Value, schema: &Value, value: &Value, at: &str) {
 fn response_schema<'a>(doc: &'a Value, method: &str, path: &str, status: u16) -> &'a Value {
     let op = &doc["paths"][path][method];
     let response = resolve(doc, &op["responses"][status.to_string()]);
-    assert!(!response.is_null(), "{method} {path} does not document {status}");
+    assert!(
+        !response.is_null(),
+        "{method} {path} does not document {status}"
+    );
     let content = response["content"].as_object().expect("content");
     let (_, media) = content.iter().next().expect("one media type");
     &media["schema"]
@@ -109,7 +129,10 @@ fn the_document_lists_every_spec_route_and_status() {
             continue;
         }
         for common in [400, 401, 403, 405, 429, 503] {
-            assert!(op["responses"][common.to_string()].is_object(), "{method} {path} {common}");
+            assert!(
+                op["responses"][common.to_string()].is_object(),
+                "{method} {path} {common}"
+            );
         }
         let scope = &op["x-scope"];
         assert!(scope.is_string() || scope.is_null());
@@ -130,20 +153,36 @@ fn the_document_lists_every_spec_route_and_status() {
     ] {
         assert!(headers.contains_key(h), "header {h} is not documented");
     }
-    let codes: BTreeSet<&str> = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
-        .as_array()
-        .expect("codes")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let codes: BTreeSet<&str> =
+        doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+            .as_array()
+            .expect("codes")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
     for code in [
-        "invalid_request", "invalid_idempotency_key", "unauthenticated", "forbidden",
-        "insufficient_credits", "not_found", "conflict", "job_cancel_unavailable",
-        "idempotency_mismatch", "idempotency_in_progress", "payload_too_large",
-        "unsupported_media_type", "invalid_sequence", "rate_limited", "quota_exceeded",
-        "internal", "unavailable",
+        "invalid_request",
+        "invalid_idempotency_key",
+        "unauthenticated",
+        "forbidden",
+        "insufficient_credits",
+        "not_found",
+        "conflict",
+        "job_cancel_unavailable",
+        "idempotency_mismatch",
+        "idempotency_in_progress",
+        "payload_too_large",
+        "unsupported_media_type",
+        "invalid_sequence",
+        "rate_limited",
+        "quota_exceeded",
+        "internal",
+        "unavailable",
     ] {
-        assert!(codes.contains(code), "problem code {code} is not documented");
+        assert!(
+            codes.contains(code),
+            "problem code {code} is not documented"
+        );
     }
 }
 
@@ -152,7 +191,13 @@ fn every_documented_path_answers_with_exactly_its_documented_methods() {
     let s = Server::start(&[]);
     let doc = s.req().key(None).path("/openapi.json").send().json;
     let paths = doc["paths"].as_object().expect("paths");
-    assert_eq!(paths.len(), SPEC.iter().map(|(_, p, _)| p).collect::<BTreeSet<_>>().len());
+    assert_eq!(
+        paths.len(),
+        SPEC.iter()
+            .map(|(_, p, _)| p)
+            .collect::<BTreeSet<_>>()
+            .len()
+    );
     for (template, ops) in paths {
         let path = template.replace("{id}", "01a20651-60bf-7071-8acf-dd18d042cc9e");
         let documented: BTreeSet<String> = ops
@@ -180,13 +225,25 @@ fn live_responses_match_their_documented_schemas() {
     let doc = s.req().key(None).path("/openapi.json").send().json;
     let check = |method: &str, path: &str, r: &api_common::Resp| {
         let schema = response_schema(&doc, method, path, r.status);
-        check_fields(&doc, schema, &r.json, &format!("{method} {path} {}", r.status));
+        check_fields(
+            &doc,
+            schema,
+            &r.json,
+            &format!("{method} {path} {}", r.status),
+        );
     };
     check("get", "/v1/organization", &s.get("/v1/organization"));
-    let v = s.post("/v1/variants", &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}));
+    let v = s.post(
+        "/v1/variants",
+        &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}),
+    );
     check("post", "/v1/variants", &v);
     let variant = v.json["id"].as_str().expect("id").to_string();
-    check("get", "/v1/variants/{id}", &s.get(&format!("/v1/variants/{variant}")));
+    check(
+        "get",
+        "/v1/variants/{id}",
+        &s.get(&format!("/v1/variants/{variant}")),
+    );
     check("get", "/v1/variants", &s.get("/v1/variants"));
     let job = s.post("/v1/humanizations", &json!({"variant_id": variant}));
     check("post", "/v1/humanizations", &job);
@@ -204,19 +261,38 @@ fn live_responses_match_their_documented_schemas() {
     check("get", "/v1/jobs", &s.get("/v1/jobs"));
     check("get", "/v1/humanizations", &s.get("/v1/humanizations"));
     check("get", "/v1/credits/ledger", &s.get("/v1/credits/ledger"));
-    check("post", "/v1/jobs/{id}/cancel", &s.req().method("POST").path(&format!("/v1/jobs/{id}/cancel")).send());
-    let conflict = s.req().method("POST").path(&format!("/v1/humanizations/{id}/cancel")).send();
+    check(
+        "post",
+        "/v1/jobs/{id}/cancel",
+        &s.req()
+            .method("POST")
+            .path(&format!("/v1/jobs/{id}/cancel"))
+            .send(),
+    );
+    let conflict = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/humanizations/{id}/cancel"))
+        .send();
     assert_eq!(conflict.status, 409);
     check("post", "/v1/humanizations/{id}/cancel", &conflict);
     let second = s.post("/v1/humanizations", &json!({"variant_id": variant}));
     let second = second.json["id"].as_str().expect("id").to_string();
-    let accepted = s.req().method("POST").path(&format!("/v1/jobs/{second}/cancel")).send();
+    let accepted = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/jobs/{second}/cancel"))
+        .send();
     assert_eq!(accepted.status, 202);
     check("post", "/v1/jobs/{id}/cancel", &accepted);
     s.wait_status(&second, "canceled", Duration::from_secs(5));
     let third = s.post("/v1/humanizations", &json!({"variant_id": variant}));
     let third = third.json["id"].as_str().expect("id").to_string();
-    let canceled = s.req().method("POST").path(&format!("/v1/humanizations/{third}/cancel")).send();
+    let canceled = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/humanizations/{third}/cancel"))
+        .send();
     assert_eq!(canceled.status, 200);
     check("post", "/v1/humanizations/{id}/cancel", &canceled);
     // Problems: 402 with its extension members.
@@ -237,8 +313,19 @@ fn live_responses_match_their_documented_schemas() {
         .send();
     assert_eq!(p.status, 402);
     check("post", "/v1/humanizations", &p);
-    check("get", "/v1/variants/{id}", &s.get("/v1/variants/01a20651-60bf-7071-8acf-dd18d042cc9e"));
-    check("post", "/v1/variants", &s.post("/v1/variants", &json!({"name": "x", "vh": "ZZ", "vl": "ZZ"})));
+    check(
+        "get",
+        "/v1/variants/{id}",
+        &s.get("/v1/variants/01a20651-60bf-7071-8acf-dd18d042cc9e"),
+    );
+    check(
+        "post",
+        "/v1/variants",
+        &s.post(
+            "/v1/variants",
+            &json!({"name": "x", "vh": "ZZ", "vl": "ZZ"}),
+        ),
+    );
     let r = s.req().key(None).path("/healthz").send();
     check("get", "/healthz", &r);
     check("get", "/readyz", &s.req().key(None).path("/readyz").send());
