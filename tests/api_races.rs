@@ -1,0 +1,193 @@
+//! Faults and races: a job whose pipeline fails, cancels racing completion, and the
+//! invariant under all of it — every job ends once, is debited once, refunded at most once,
+//! and the cached balances equal the ledger.
+
+mod api_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_common::Server;
+use serde_json::{Value, json};
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+#[test]
+fn a_failing_pipeline_ends_failed_with_a_problem_and_one_refund() {
+    let s = Server::start(&["--paused"]);
+    let variant = s.create_variant("v");
+    let id = id_of(
+        &s.post("/v1/humanizations", &json!({"variant_id": variant}))
+            .json,
+    );
+    // The API validates variants, so a failing pipeline needs a snapshot the engine refuses;
+    // write one straight into the job, as a corrupted or older row would hold it.
+    let conn = rusqlite::Connection::open(s.db()).expect("open");
+    conn.busy_timeout(Duration::from_secs(10)).expect("timeout");
+    let changed = conn
+        .execute(
+            "UPDATE jobs SET snapshot = json_set(snapshot, '$.vl', 'ACDEFGHIKLMNPQRSTVWY') WHERE id = ?1",
+            [&id],
+        )
+        .expect("update");
+    assert_eq!(changed, 1);
+    drop(conn);
+    s.admin(&["queue", "resume"]);
+    let job = s.wait_status(&id, "failed", Duration::from_secs(10));
+    assert!(job["failed_at"].is_string());
+    assert!(job["completed_at"].is_null() && job["canceled_at"].is_null());
+    assert!(job["results"].is_null());
+    let error = &job["error"];
+    assert_eq!(error["code"], "invalid_sequence");
+    assert_eq!(error["status"], 422);
+    assert!(
+        error["detail"].as_str().unwrap_or("").starts_with("VL: "),
+        "{error}"
+    );
+    assert!(error["type"].is_string() && error["title"].is_string());
+    let ledger: Vec<Value> = s
+        .ledger()
+        .into_iter()
+        .filter(|e| e["job_id"] == id.as_str())
+        .collect();
+    assert_eq!(ledger.iter().filter(|e| e["reason"] == "refund").count(), 1);
+    assert_eq!(s.get("/v1/organization").json["credit_balance"], 100);
+    let r = s
+        .req()
+        .method("POST")
+        .path(&format!("/v1/jobs/{id}/cancel"))
+        .send();
+    assert_eq!(r.json["reason"], "already_failed");
+}
+
+#[test]
+fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
+    let s = Arc::new(Server::start(&[
+        "--workers",
+        "8",
+        "--stage-delay-ms",
+        "3",
+        "--write-rate",
+        "1000",
+        "--write-burst",
+        "1000",
+        "--read-rate",
+        "1000",
+        "--read-burst",
+        "1000",
+    ]));
+    let variant = s.create_variant("v");
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            let variant = variant.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for i in 0..6 {
+                    let r = s.post("/v1/humanizations", &json!({"variant_id": variant}));
+                    assert_eq!(r.status, 202, "{}", r.text);
+                    let id = id_of(&r.json);
+                    // Vary how long the cancel trails the submit, to land in every state.
+                    std::thread::sleep(Duration::from_millis(((t * 7 + i * 13) % 60) as u64));
+                    let route = if (t + i) % 2 == 0 {
+                        format!("/v1/humanizations/{id}/cancel")
+                    } else {
+                        format!("/v1/jobs/{id}/cancel")
+                    };
+                    let c = s.req().method("POST").path(&route).send();
+                    match c.status {
+                        200 | 202 => {}
+                        409 => {
+                            let code = c.json["code"].as_str().unwrap_or("");
+                            assert!(
+                                code == "conflict" || code == "job_cancel_unavailable",
+                                "{}",
+                                c.text
+                            );
+                        }
+                        other => panic!("cancel answered {other}: {}", c.text),
+                    }
+                    ids.push(id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let ids: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("thread"))
+        .collect();
+    assert_eq!(ids.len(), 48);
+    let mut ends = Vec::new();
+    for id in &ids {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let job = loop {
+            let job = s.get(&format!("/v1/jobs/{id}")).json;
+            let status = job["status"].as_str().unwrap_or("").to_string();
+            if ["completed", "canceled", "failed"].contains(&status.as_str()) {
+                break job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} stuck: {job}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        ends.push(job);
+    }
+    let ledger = full_ledger(&s);
+    let mut expected_balance = 100;
+    for (id, job) in ids.iter().zip(&ends) {
+        let entries: Vec<&Value> = ledger
+            .iter()
+            .filter(|e| e["job_id"] == id.as_str())
+            .collect();
+        let debits = entries.iter().filter(|e| e["reason"] == "debit").count();
+        let refunds = entries.iter().filter(|e| e["reason"] == "refund").count();
+        assert_eq!(debits, 1, "{id}");
+        match job["status"].as_str() {
+            Some("completed") => {
+                assert_eq!(refunds, 0, "{id}");
+                assert!(job["results"].is_array());
+                expected_balance -= 1;
+            }
+            Some("canceled") => {
+                assert_eq!(refunds, 1, "{id}");
+                assert!(job["results"].is_null());
+            }
+            other => panic!("unexpected end {other:?} for {id}"),
+        }
+    }
+    let org = s.get("/v1/organization").json;
+    assert_eq!(org["credit_balance"], expected_balance);
+    let sum: i64 = ledger.iter().filter_map(|e| e["delta"].as_i64()).sum();
+    assert_eq!(
+        sum, expected_balance,
+        "the cached balance equals the ledger"
+    );
+    let canceled = ends.iter().filter(|j| j["status"] == "canceled").count();
+    eprintln!(
+        "{canceled} of {} jobs were canceled, the rest completed",
+        ends.len()
+    );
+}
+
+fn full_ledger(s: &Server) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/v1/credits/ledger?limit=100&starting_after={a}"),
+            None => "/v1/credits/ledger?limit=100".to_string(),
+        };
+        let page = s.get(&path).json;
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        after = data.last().map(id_of);
+        all.extend(data);
+        if page["has_more"] != true {
+            return all;
+        }
+    }
+}
