@@ -7,10 +7,8 @@ use veneer::engine::sequence::clean;
 
 fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).collect();
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/anarci_numbering.jsonl"
-    );
+    let file = std::env::var("FIXTURE").unwrap_or_else(|_| "anarci_numbering.jsonl".into());
+    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("fixture");
     for line in text.lines() {
         let entry: Value = serde_json::from_str(line).expect("json");

@@ -442,20 +442,49 @@ fn anarci_emissions(chain_type: ChainType) -> &'static [Emissions; 2] {
     }
 }
 
-/// How many leading residues ANARCI's start rule looks at, and the per-residue cost that stands
-/// in for HMMER's posterior-decoded alignment boundary (fitted on the oracle set: any value in
-/// 0.2–0.4 reproduces hmmscan's start on all of its chains).
-const START_WINDOW: usize = 6;
-const START_COST: f32 = 0.3;
+/// Residues at the start of a domain over which HMMER's local alignment start is decoded.
+const START_WINDOW: usize = 10;
+
+/// The better-scoring of ANARCI's two species models for this alignment (hmmscan reports the
+/// best hit), by the summed match emissions of the aligned residues.
+fn best_model<'a>(
+    models: &'a [Emissions; 2],
+    states: &[AlignedPosition],
+    residues: &[u8],
+) -> &'a Emissions {
+    let score = |model: &Emissions| -> f32 {
+        states
+            .iter()
+            .zip(residues)
+            .filter_map(|(s, &r)| match s {
+                AlignedPosition::Aligned(n) => {
+                    Some(model.get(usize::from(*n).checked_sub(1)?)?[aa(r)?])
+                }
+                AlignedPosition::Insertion() => None,
+            })
+            .sum()
+    };
+    if score(&models[1]) > score(&models[0]) {
+        &models[1]
+    } else {
+        &models[0]
+    }
+}
 
 /// Places the domain's first residue where ANARCI does.
 ///
-/// ANARCI numbers from hmmscan's local alignment, which leaves out leading residues that score
-/// badly against its human and mouse HMMs (a rabbit VH's first residues, say), then
+/// ANARCI numbers from hmmscan's local alignment, which leaves out leading residues that the
+/// human and mouse HMMs do not support (a rabbit VH's first residues, say); then
 /// `_hmm_alignment_to_states` adds some back: when the alignment starts at HMM state 2–5, it
-/// extends backwards by the state offset, or by `min(seq_start, hmm_start - seq_start)` when fewer
-/// residues precede it. We score immunum's alignment with the HMM emissions of the better of the
-/// two species models, take the local start that maximises the score, and apply the same rule.
+/// extends backwards by the state offset, or by `min(seq_start, hmm_start - seq_start)` when
+/// fewer residues precede it.
+///
+/// HMMER places a local alignment's start by optimal accuracy: each leading residue's posterior
+/// probability of being unaligned (emitted by the N state, as likely as background) or matched
+/// to each HMM state, summed over every path that enters the model (uniformly, in local mode)
+/// and reaches immunum's state for the residue after the window. We compute those posteriors by
+/// forward–backward over the window with the HMM's emissions and moves, take the most accurate
+/// start, then apply ANARCI's rule.
 fn anarci_start(
     states: &mut [AlignedPosition],
     residues: &[u8],
@@ -463,43 +492,132 @@ fn anarci_start(
     end: usize,
     chain_type: ChainType,
 ) -> usize {
-    let aa_index = |r: u8| super::chain::AMINO_ACIDS.iter().position(|&a| a == r);
-    let score = |model: &Emissions, i: usize| -> Option<f32> {
-        match states[i] {
-            AlignedPosition::Aligned(state) => {
-                let row = model.get(usize::from(state).checked_sub(1)?)?;
-                Some(row[aa_index(residues[i])?])
-            }
-            AlignedPosition::Insertion() => None,
-        }
+    let model = best_model(
+        anarci_emissions(chain_type),
+        &states[start..=end],
+        &residues[start..=end],
+    );
+    let aligned = |i: usize| match states[i] {
+        AlignedPosition::Aligned(n) => Some(n),
+        AlignedPosition::Insertion() => None,
     };
-    let models = anarci_emissions(chain_type);
-    let total = |model: &Emissions| (start..=end).filter_map(|i| score(model, i)).sum::<f32>();
-    let model = if total(&models[1]) > total(&models[0]) {
-        &models[1]
-    } else {
-        &models[0]
-    };
-
-    // The local start: the prefix whose removal most improves the score, net of a cost per
-    // residue kept. The window stops at the first insertion.
-    let (mut best_k, mut best, mut prefix) = (0, 0f32, 0f32);
-    for k in 0..START_WINDOW.min(end + 1 - start) {
-        let Some(e) = score(model, start + k) else {
-            break;
-        };
-        prefix += e;
-        let value = prefix - START_COST * (k + 1) as f32;
-        if value < best {
-            best = value;
-            best_k = k + 1;
-        }
-    }
-    let seq_start = start + best_k;
-    let AlignedPosition::Aligned(first_state) = states[seq_start] else {
+    let window = START_WINDOW.min(end - start);
+    let anchor = start + window;
+    // The window must be plain match states (no immunum insertions) ending at an anchor residue.
+    let Some(anchor_state) = aligned(anchor) else {
         return start;
     };
-    let hmm_start = usize::from(first_state) - 1;
+    if (start..anchor).any(|i| aligned(i).is_none()) || anchor_state < 2 {
+        return start;
+    }
+    let last = usize::from(anchor_state) - 1; // HMM states 1..=last precede the anchor
+    let w = window;
+    let node = |t: usize| model.get(t.wrapping_sub(1));
+    let step = |t: usize, kind: usize| node(t).map_or(0.0, |row| f64::from(row[kind]).exp());
+    let emit = |t: usize, i: usize| -> f64 {
+        node(t)
+            .and_then(|row| Some(f64::from(row[aa(residues[start + i])?]).exp()))
+            .unwrap_or(0.0)
+    };
+    // forward[t][j]: (in M_t having emitted residue j-1, in D_t) after j residues, every residue
+    // before the first match emitted by N (weight 1: background odds). Entry is uniform.
+    let mut forward = vec![vec![(0.0f64, 0.0f64); w + 1]; last + 1];
+    for t in 1..=last {
+        for j in 0..=w {
+            let (pm, pd) = if t > 1 { forward[t - 1][j] } else { (0.0, 0.0) };
+            let delete = if t > 1 {
+                pm * step(t - 1, MD) + pd * step(t - 1, DD)
+            } else {
+                0.0
+            };
+            let matched = if j > 0 {
+                let (m, d) = if t > 1 {
+                    forward[t - 1][j - 1]
+                } else {
+                    (0.0, 0.0)
+                };
+                let from = 1.0
+                    + if t > 1 {
+                        m * step(t - 1, MM) + d * step(t - 1, DM)
+                    } else {
+                        0.0
+                    };
+                from * emit(t, j - 1)
+            } else {
+                0.0
+            };
+            forward[t][j] = (matched, delete);
+        }
+    }
+    // backward[t][j]: from (M_t or D_t, j residues used) to the anchor's match state.
+    let mut backward = vec![vec![(0.0f64, 0.0f64); w + 1]; last + 2];
+    backward[last][w] = (step(last, MM), step(last, DM));
+    for t in (1..last).rev() {
+        for j in 0..=w {
+            let next_match = if j < w {
+                backward[t + 1][j + 1].0 * emit(t + 1, j)
+            } else {
+                0.0
+            };
+            let next_delete = backward[t + 1][j].1;
+            backward[t][j] = (
+                next_match * step(t, MM) + next_delete * step(t, MD),
+                next_match * step(t, DM) + next_delete * step(t, DD),
+            );
+        }
+    }
+    // Every residue in N, entering straight at the anchor, is a path too.
+    let total = 1.0 + forward[last][w].0 * step(last, MM) + forward[last][w].1 * step(last, DM);
+    if !(total.is_finite() && total > 0.0) {
+        return start;
+    }
+    let matched = |t: usize, i: usize| forward[t][i + 1].0 * backward[t][i + 1].0 / total;
+    let unaligned: Vec<f64> = (0..w)
+        .map(|i| (1.0 - (1..=last).map(|t| matched(t, i)).sum::<f64>()).max(0.0))
+        .collect();
+
+    // Optimal accuracy: k leading residues unaligned, then residues k.. at increasing states.
+    // best[i][t]: residues < i placed, residue i-1 at state t (t = 0: all of them unaligned).
+    let mut best = vec![vec![f64::NEG_INFINITY; last + 1]; w + 1];
+    best[0][0] = 0.0;
+    for i in 1..=w {
+        best[i][0] = best[i - 1][0] + unaligned[i - 1];
+        let mut running = best[i - 1][0];
+        for t in 1..=last {
+            // `running`: the best of the previous residue at any state below t (or unaligned).
+            running = running.max(best[i - 1][t - 1]);
+            best[i][t] = running + matched(t, i - 1);
+        }
+    }
+    let Some((mut t, _)) = (0..=last).map(|t| (t, best[w][t])).fold(
+        None,
+        |acc: Option<(usize, f64)>, (t, v)| match acc {
+            Some((_, bv)) if bv >= v => acc,
+            _ => Some((t, v)),
+        },
+    ) else {
+        return start;
+    };
+    let mut placed = vec![0usize; w];
+    for i in (1..=w).rev() {
+        placed[i - 1] = t;
+        if t == 0 {
+            continue;
+        }
+        let target = best[i][t] - matched(t, i - 1);
+        t = (0..t)
+            .rev()
+            .find(|&u| (best[i - 1][u] - target).abs() <= 1e-12 * target.abs().max(1.0))
+            .unwrap_or(0);
+    }
+    let Some(first) = placed.iter().position(|&t| t > 0) else {
+        return start;
+    };
+    for (i, &t) in placed.iter().enumerate().skip(first) {
+        states[start + i] = AlignedPosition::Aligned(t as u8);
+    }
+    let seq_start = start + first;
+    let hmm_start = placed[first] - 1;
     let extend = match hmm_start {
         1..=4 if hmm_start <= seq_start => hmm_start,
         1..=4 => seq_start.min(hmm_start - seq_start),
@@ -566,21 +684,7 @@ fn place_framework_deletions(
     if windows.is_empty() {
         return;
     }
-    let models = anarci_emissions(chain_type);
-    let model = {
-        let score = |model: &Emissions| -> f32 {
-            states
-                .iter()
-                .zip(residues)
-                .filter_map(|(s, &r)| Some(model.get(usize::from(aligned(s)?) - 1)?[aa(r)?]))
-                .sum()
-        };
-        if score(&models[1]) > score(&models[0]) {
-            &models[1]
-        } else {
-            &models[0]
-        }
-    };
+    let model = best_model(anarci_emissions(chain_type), states, residues);
     for (low, high) in windows {
         // The residues inside the window, anchored by match states just outside it.
         let inside: Vec<usize> = (0..states.len())
