@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::db::{new_id, now};
+use super::db::{exec, new_id, now};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Organization {
@@ -34,7 +34,8 @@ const ORG_COLUMNS: &str = "id, name, subscription_credits, purchased_credits, cr
 pub fn create_org(tx: &Transaction, name: &str) -> rusqlite::Result<Organization> {
     let id = new_id();
     let created_at = now();
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
         params![id, name, created_at],
     )?;
@@ -48,11 +49,10 @@ pub fn create_org(tx: &Transaction, name: &str) -> rusqlite::Result<Organization
 }
 
 pub fn get_org(conn: &Connection, id: &str) -> rusqlite::Result<Option<Organization>> {
-    conn.query_row(
-        &format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1"),
-        [id],
-        org_from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1"
+    ))?
+    .query_row([id], org_from_row)
     .optional()
 }
 
@@ -108,7 +108,8 @@ pub fn insert_key(
         created_at: now(),
         revoked_at: None,
     };
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO api_keys (id, org_id, prefix, hash, scopes, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -148,7 +149,8 @@ pub fn revoke_key(tx: &Transaction, key_id: &str) -> rusqlite::Result<bool> {
     if exists.is_none() {
         return Ok(false);
     }
-    tx.execute(
+    exec(
+        tx,
         "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
         params![key_id, now()],
     )?;
@@ -198,7 +200,8 @@ fn insert_ledger(
     job_id: Option<&str>,
 ) -> rusqlite::Result<()> {
     // The AFTER INSERT trigger in schema.sql moves the cached bucket balance with the row.
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -257,7 +260,8 @@ pub fn refund(tx: &Transaction, org_id: &str, job_id: &str, cost: i64) -> rusqli
     if cost <= 0 {
         return Ok(false);
     }
-    let inserted = tx.execute(
+    let inserted = exec(
+        tx,
         "INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at) \
          VALUES (?1, ?2, 'subscription', ?3, 'refund', ?4, ?5) \
          ON CONFLICT (job_id) WHERE reason = 'refund' DO NOTHING",

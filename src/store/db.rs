@@ -42,7 +42,19 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the last
     // commits), and it keeps commits off fsync.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The writer runs every statement of the service; keep them all prepared.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Executes one statement through the connection's prepared-statement cache: the hot paths
+/// (submit, stage updates) run the same few statements thousands of times.
+pub fn exec(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
 }
 
 pub struct Db {
@@ -66,6 +78,7 @@ impl Db {
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
+                c.set_prepared_statement_cache_capacity(64);
                 c.pragma_update(None, "foreign_keys", "ON")
             });
         let readers = r2d2::Pool::builder()

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::db::now;
+use super::db::{exec, now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -84,7 +84,8 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<JobRow> {
 }
 
 pub fn insert(tx: &Transaction, job: &JobRow) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO jobs (id, org_id, kind, status, inputs, snapshot, credit_cost, created_at) \
          VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7)",
         params![
@@ -160,7 +161,8 @@ pub fn claim_oldest(
         .query_row([org_id], |r| r.get(0))
         .optional()?;
     let Some(id) = id else { return Ok(None) };
-    tx.execute(
+    exec(
+        tx,
         "UPDATE jobs SET status = 'running', stage = ?2, started_at = ?3 WHERE id = ?1",
         params![id, stage, now()],
     )?;
@@ -169,7 +171,8 @@ pub fn claim_oldest(
 
 /// Records the running job's stage; false when it is no longer running.
 pub fn set_stage(tx: &Transaction, id: &str, stage: &str) -> rusqlite::Result<bool> {
-    Ok(tx.execute(
+    Ok(exec(
+        tx,
         "UPDATE jobs SET stage = ?2 WHERE id = ?1 AND status = 'running'",
         params![id, stage],
     )? == 1)
@@ -182,7 +185,8 @@ pub fn complete(
     parental: &str,
     duration_ms: i64,
 ) -> rusqlite::Result<bool> {
-    Ok(tx.execute(
+    Ok(exec(
+        tx,
         "UPDATE jobs SET status = 'completed', stage = NULL, finished_at = ?2, results = ?3, \
          parental = ?4, duration_ms = ?5 WHERE id = ?1 AND status = 'running'",
         params![id, now(), results, parental, duration_ms],
@@ -198,7 +202,8 @@ pub fn finish_unsuccessfully(
     error: Option<&str>,
 ) -> rusqlite::Result<bool> {
     debug_assert!(matches!(status, Status::Failed | Status::Canceled));
-    Ok(tx.execute(
+    Ok(exec(
+        tx,
         "UPDATE jobs SET status = ?2, stage = NULL, finished_at = ?3, error = ?4, results = NULL \
          WHERE id = ?1 AND status IN ('pending', 'running')",
         params![id, status.name(), now(), error],
@@ -207,7 +212,8 @@ pub fn finish_unsuccessfully(
 
 /// Cancels a job only if it is still pending (the runner may have just claimed it).
 pub fn cancel_if_pending(tx: &Transaction, id: &str) -> rusqlite::Result<bool> {
-    Ok(tx.execute(
+    Ok(exec(
+        tx,
         "UPDATE jobs SET status = 'canceled', stage = NULL, finished_at = ?2 \
          WHERE id = ?1 AND status = 'pending'",
         params![id, now()],
@@ -216,7 +222,8 @@ pub fn cancel_if_pending(tx: &Transaction, id: &str) -> rusqlite::Result<bool> {
 
 /// Puts one running job back in the queue (shutdown): no refund, it will run again.
 pub fn requeue(tx: &Transaction, id: &str) -> rusqlite::Result<bool> {
-    Ok(tx.execute(
+    Ok(exec(
+        tx,
         "UPDATE jobs SET status = 'pending', stage = NULL, started_at = NULL \
          WHERE id = ?1 AND status = 'running'",
         [id],
@@ -225,7 +232,8 @@ pub fn requeue(tx: &Transaction, id: &str) -> rusqlite::Result<bool> {
 
 /// Start-up recovery: every job a previous process left `running` goes back to `pending`.
 pub fn requeue_all_running(tx: &Transaction) -> rusqlite::Result<usize> {
-    tx.execute(
+    exec(
+        tx,
         "UPDATE jobs SET status = 'pending', stage = NULL, started_at = NULL \
          WHERE status = 'running'",
         [],

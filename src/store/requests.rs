@@ -1,6 +1,7 @@
 //! What the store keeps about requests rather than resources: idempotency keys, the daily
 //! write quota, and the operator settings a running server polls.
 
+use super::db::exec;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// A stored idempotency key.
@@ -62,7 +63,8 @@ pub fn reserve_key(
     now: &str,
     expires_at: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT OR REPLACE INTO idempotency_keys \
          (org_id, method, route, key, fingerprint, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -85,7 +87,8 @@ pub fn complete_key(
     scope: &IdempotencyScope,
     response: &StoredResponse,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(
+        tx,
         "UPDATE idempotency_keys SET response_status = ?5, response_body = ?6, \
          response_location = ?7 WHERE org_id = ?1 AND method = ?2 AND route = ?3 AND key = ?4",
         params![
@@ -103,7 +106,8 @@ pub fn complete_key(
 
 /// Frees a key whose request failed before creating anything, so it can be used again.
 pub fn release_key(tx: &Transaction, scope: &IdempotencyScope) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM idempotency_keys WHERE org_id = ?1 AND method = ?2 AND route = ?3 \
          AND key = ?4 AND response_status IS NULL",
         params![scope.org_id, scope.method, scope.route, scope.key],
@@ -114,8 +118,13 @@ pub fn release_key(tx: &Transaction, scope: &IdempotencyScope) -> rusqlite::Resu
 /// Drops expired keys, and in-flight reservations left by a process that stopped mid-request
 /// (`abandoned_before`: nothing started before this process can still be in flight).
 pub fn sweep_keys(tx: &Transaction, now: &str, abandoned_before: &str) -> rusqlite::Result<usize> {
-    let expired = tx.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?1", [now])?;
-    let abandoned = tx.execute(
+    let expired = exec(
+        tx,
+        "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
+        [now],
+    )?;
+    let abandoned = exec(
+        tx,
         "DELETE FROM idempotency_keys WHERE response_status IS NULL AND created_at < ?1",
         [abandoned_before],
     )?;
@@ -150,7 +159,8 @@ pub fn get_setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<Stri
 }
 
 pub fn set_setting(tx: &Transaction, key: &str, value: &str) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO settings (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![key, value],

@@ -1,5 +1,6 @@
 //! Registered antibody variants.
 
+use super::db::exec;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +29,8 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<VariantRow> {
 const COLUMNS: &str = "id, org_id, name, vh, vl, vl_chain_type, created_at";
 
 pub fn insert(tx: &Transaction, v: &VariantRow) -> rusqlite::Result<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO variants (id, org_id, name, vh, vl, vl_chain_type, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -69,7 +71,8 @@ pub fn page(
 
 /// Deletes the variant; false when it does not exist for this organization.
 pub fn delete(tx: &Transaction, org_id: &str, id: &str) -> rusqlite::Result<bool> {
-    Ok(tx.execute(
+    Ok(exec(
+        tx,
         "DELETE FROM variants WHERE id = ?1 AND org_id = ?2",
         params![id, org_id],
     )? == 1)
