@@ -150,7 +150,17 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Http
     let path = req.uri().path().to_string();
     let route = Route::resolve(&path);
     let template = route.as_ref().map_or("unmatched", Route::template);
-    let (mut response, limit) = match dispatch(&app, req, route, &path).await {
+    // The handler runs as its own task so that a bug that panics still gets a problem+json
+    // 500 (and a log line) instead of a dropped connection.
+    let task = {
+        let (app, path) = (Arc::clone(&app), path.clone());
+        tokio::spawn(async move { dispatch(&app, req, route, &path).await })
+    };
+    let dispatched = task.await.unwrap_or_else(|e| {
+        tracing::error!(request_id, error = %e, "request handler panicked");
+        Err((ApiError::Internal, None))
+    });
+    let (mut response, limit) = match dispatched {
         Ok((response, limit)) => (response, limit),
         Err((e, limit)) => (e.into_response(&path, &request_id), limit),
     };

@@ -22,9 +22,16 @@ pub enum ApiError {
     MethodNotAllowed(&'static [&'static str]),
     PayloadTooLarge,
     UnsupportedMediaType,
-    RateLimited { retry_after: u64 },
-    QuotaExceeded { retry_after: u64, quota: i64 },
+    RateLimited {
+        retry_after: u64,
+    },
+    QuotaExceeded {
+        retry_after: u64,
+        quota: i64,
+    },
     Unavailable(&'static str),
+    /// A bug; its cause is logged, never sent.
+    Internal,
 }
 
 impl From<ServiceError> for ApiError {
@@ -84,7 +91,7 @@ impl ApiError {
                 "Forbidden",
                 format!("This API key lacks the scope `{scope}` this route needs."),
             ),
-            ApiError::NotFound | ApiError::Service(ServiceError::NotFound) => p(
+            ApiError::NotFound => p(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "Not found",
@@ -129,8 +136,15 @@ impl ApiError {
                 "Service unavailable",
                 (*why).to_string(),
             ),
+            ApiError::Internal => p(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "Something went wrong on our side; the request id identifies it in the logs."
+                    .into(),
+            ),
             ApiError::Service(e) => match e {
-                ServiceError::NotFound => unreachable_not_found(),
+                ServiceError::NotFound => ApiError::NotFound.problem(),
                 ServiceError::InvalidRequest(detail) => p(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
@@ -250,16 +264,6 @@ impl ApiError {
             _ => {}
         }
         response
-    }
-}
-
-fn unreachable_not_found() -> Problem {
-    Problem {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        title: "Not found",
-        detail: "No such resource.".into(),
-        extra: Vec::new(),
     }
 }
 
