@@ -292,3 +292,73 @@ fn a_second_start_on_the_same_database_keeps_organizations_and_keys() {
     assert_eq!(s.req().key(None).path("/readyz").send().status, 200);
     assert!(s.terminate().success());
 }
+
+#[test]
+fn a_killed_server_loses_nothing_and_reruns_interrupted_jobs_on_start() {
+    let mut s = Server::start(&["--workers", "1", "--stage-delay-ms", "200"]);
+    let variant = s.create_variant("v");
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            id_of(
+                &s.post("/v1/humanizations", &json!({"variant_id": variant}))
+                    .json,
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.get(&format!("/v1/jobs/{}", ids[0])).json["status"] != "running" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SIGKILL: no shutdown code runs at all.
+    let mut child = s.child.take().expect("running");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    s.spawn();
+    for id in &ids {
+        s.wait_status(id, "completed", Duration::from_secs(20));
+    }
+    assert!(s.ledger().iter().all(|e| e["reason"] != "refund"));
+    assert_eq!(s.get("/v1/organization").json["credit_balance"], 97);
+}
+
+#[test]
+fn shutdown_ends_long_polls_promptly_and_still_exits_0() {
+    let mut s = Server::start(&["--paused"]);
+    let variant = s.create_variant("v");
+    let addr = s.addr.clone();
+    let key = s.key.clone();
+    let body = json!({"variant_id": variant}).to_string();
+    let poll = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+        let request = format!(
+            "POST /v1/humanizations HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\nprefer: wait=60\r\nconnection: close\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let started = Instant::now();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        (started.elapsed(), response)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    assert!(s.terminate().success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (waited, response) = poll.join().expect("poll");
+    assert!(
+        waited < Duration::from_secs(10),
+        "the long poll was released: {waited:?}"
+    );
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+    assert!(response.contains("\"status\":\"pending\""));
+    // The job survived the restart and runs once the queue is resumed.
+    s.spawn();
+    s.admin(&["queue", "resume"]);
+    let jobs = s.get("/v1/jobs").json;
+    let id = id_of(&jobs["data"][0]);
+    s.wait_status(&id, "completed", Duration::from_secs(10));
+}
