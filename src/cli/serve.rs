@@ -176,7 +176,8 @@ async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), St
     }
     if bootstrap_key.is_some() {
         tracing::info!(
-            "created the default organization with {} credits; the API key above is shown only once",
+            "created the default organization with {} credits; the API key above is shown only \
+             once. Try: curl -H \"Authorization: Bearer $KEY\" http://{local}/v1/organization",
             args.starter_credits
         );
     }
