@@ -697,3 +697,24 @@ fn a_job_keeps_its_snapshot_when_its_variant_is_deleted() {
     assert_eq!(done["inputs"]["variant_id"], variant.as_str());
     assert!(!done["results"].as_array().expect("results").is_empty());
 }
+
+#[test]
+fn idempotency_keys_expire_after_their_ttl() {
+    // A TTL of zero hours: every key has expired by the time it is looked up again.
+    let s = Server::start(&["--idempotency-ttl-hours", "0"]);
+    let variant = s.create_variant("v");
+    let send = || {
+        s.req()
+            .method("POST")
+            .path("/v1/humanizations")
+            .header("idempotency-key", "short-lived")
+            .json(&json!({ "variant_id": variant }))
+            .send()
+    };
+    let first = send();
+    let second = send();
+    assert_eq!(first.status, 202);
+    assert_eq!(second.status, 202);
+    assert!(second.header("idempotent-replayed").is_none());
+    assert_ne!(first.json["id"], second.json["id"]);
+}
