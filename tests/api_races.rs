@@ -47,6 +47,10 @@ fn a_failing_pipeline_ends_failed_with_a_problem_and_one_refund() {
         "{error}"
     );
     assert!(error["type"].is_string() && error["title"].is_string());
+    assert!(
+        error.get("request_id").is_some_and(Value::is_null),
+        "the problem shape"
+    );
     let ledger: Vec<Value> = s
         .ledger()
         .into_iter()

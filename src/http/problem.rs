@@ -285,6 +285,8 @@ pub fn job_error(code: &'static str, detail: &str, job_id: &str) -> Value {
         "detail": detail,
         "instance": format!("/v1/jobs/{job_id}"),
         "code": if status == StatusCode::INTERNAL_SERVER_ERROR { "internal" } else { code },
+        // The failure happened in the runner, not while answering a request.
+        "request_id": null,
     })
 }
 
