@@ -261,6 +261,12 @@ impl ApiError {
             ApiError::RateLimited { retry_after } | ApiError::QuotaExceeded { retry_after, .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
             }
+            // Both pass on their own within a moment: say when to come back (RFC 9110 §10.2.3).
+            ApiError::Service(ServiceError::IdempotencyInProgress)
+            | ApiError::Unavailable(_)
+            | ApiError::Service(ServiceError::ShuttingDown | ServiceError::Store(_)) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(1u64));
+            }
             _ => {}
         }
         response

@@ -305,3 +305,95 @@ pub fn ledger_sums(conn: &Connection, org_id: &str) -> rusqlite::Result<(i64, i6
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::{Db, StoreError};
+
+    fn setup() -> (tempfile::TempDir, std::sync::Arc<Db>, Organization) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path().join("t.db"), 1).expect("open");
+        let org = db
+            .write(|tx| {
+                let org = create_org(tx, "lab")?;
+                grant(tx, &org.id, Bucket::Subscription, 1)?;
+                grant(tx, &org.id, Bucket::Purchased, 1)?;
+                Ok::<_, StoreError>(org)
+            })
+            .expect("setup");
+        (dir, db, org)
+    }
+
+    fn insert_job(tx: &Transaction, org: &str, id: &str) -> rusqlite::Result<()> {
+        exec(
+            tx,
+            "INSERT INTO jobs (id, org_id, kind, status, inputs, snapshot, credit_cost, created_at) \
+             VALUES (?1, ?2, 'humanization', 'pending', '{}', '{}', 1, 'now')",
+            params![id, org],
+        )
+        .map(|_| ())
+    }
+
+    #[test]
+    fn a_job_is_refunded_at_most_once_and_balances_follow_the_ledger() {
+        let (_dir, db, org) = setup();
+        let refunds = db
+            .write(|tx| {
+                insert_job(tx, &org.id, "j1")?;
+                let org = get_org(tx, &org.id)?.expect("org");
+                debit(tx, &org, "j1", 1)?;
+                let first = refund(tx, &org.id, "j1", 1)?;
+                let second = refund(tx, &org.id, "j1", 1)?;
+                Ok::<_, StoreError>((first, second))
+            })
+            .expect("refunds");
+        assert_eq!(refunds, (true, false));
+        let (org_now, sums) = db
+            .read(|c| {
+                Ok::<_, StoreError>((get_org(c, &org.id)?.expect("org"), ledger_sums(c, &org.id)?))
+            })
+            .expect("read");
+        assert_eq!((org_now.subscription, org_now.purchased), sums);
+        assert_eq!(org_now.balance(), 2);
+    }
+
+    #[test]
+    fn the_ledger_is_append_only_and_a_bucket_never_goes_negative() {
+        let (_dir, db, org) = setup();
+        let update = db.write(|tx| {
+            exec(tx, "UPDATE credit_ledger SET delta = 100", []).map_err(StoreError::from)
+        });
+        assert!(update.is_err());
+        let delete =
+            db.write(|tx| exec(tx, "DELETE FROM credit_ledger", []).map_err(StoreError::from));
+        assert!(delete.is_err());
+        // Two credits in two buckets: a debit of 2 takes one from each; a third fails whole.
+        let debited = db.write(|tx| {
+            insert_job(tx, &org.id, "j1")?;
+            let o = get_org(tx, &org.id)?.expect("org");
+            debit(tx, &o, "j1", 2)?;
+            Ok::<_, StoreError>(get_org(tx, &org.id)?.expect("org"))
+        });
+        let after = debited.expect("debit");
+        assert_eq!((after.subscription, after.purchased), (0, 0));
+        let overdraft = db.write(|tx| {
+            insert_job(tx, &org.id, "j2")?;
+            let stale = Organization {
+                subscription: 1,
+                ..after.clone()
+            };
+            debit(tx, &stale, "j2", 1).map_err(StoreError::from)
+        });
+        assert!(overdraft.is_err(), "the CHECK refuses a negative bucket");
+        let still = db
+            .read(|c| get_org(c, &org.id).map_err(StoreError::from))
+            .expect("read")
+            .expect("org");
+        assert_eq!(
+            still.balance(),
+            0,
+            "the failed transaction left nothing behind"
+        );
+    }
+}
