@@ -205,12 +205,6 @@ impl ApiError {
                      retry shortly to get its response."
                         .into(),
                 ),
-                ServiceError::ShuttingDown => p(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Service unavailable",
-                    "The server is shutting down.".into(),
-                ),
                 ServiceError::Store(e) => {
                     // The cause goes to the log, never to the client.
                     tracing::error!(error = %e, "store failure");
@@ -264,7 +258,7 @@ impl ApiError {
             // Both pass on their own within a moment: say when to come back (RFC 9110 §10.2.3).
             ApiError::Service(ServiceError::IdempotencyInProgress)
             | ApiError::Unavailable(_)
-            | ApiError::Service(ServiceError::ShuttingDown | ServiceError::Store(_)) => {
+            | ApiError::Service(ServiceError::Store(_)) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(1u64));
             }
             _ => {}

@@ -148,10 +148,6 @@ impl Runner {
         self.events.subscribe()
     }
 
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
     fn bump(&self) {
         self.events.send_modify(|n| *n = n.wrapping_add(1));
     }

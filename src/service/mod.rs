@@ -27,8 +27,6 @@ pub enum ServiceError {
     IdempotencyMismatch,
     #[error("the idempotency key's first request is still in progress")]
     IdempotencyInProgress,
-    #[error("the server is shutting down")]
-    ShuttingDown,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -154,7 +154,7 @@ async fn register_variant(
     let row = VariantRow {
         id: new_id(),
         org_id,
-        name: request_name(&request.name),
+        name: request.name.trim().to_string(),
         vh,
         vl,
         vl_chain_type: vl_type.to_string(),
@@ -169,10 +169,6 @@ async fn register_variant(
         Ok::<_, ServiceError>(response)
     })
     .await
-}
-
-fn request_name(name: &str) -> String {
-    name.trim().to_string()
 }
 
 /// The cleaned chains (upper case, no whitespace) and the light chain's type, or the engine's

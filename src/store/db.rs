@@ -58,7 +58,6 @@ pub fn exec(
 }
 
 pub struct Db {
-    path: PathBuf,
     writer: Mutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
 }
@@ -86,14 +85,9 @@ impl Db {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
         Ok(Arc::new(Db {
-            path,
             writer: Mutex::new(writer),
             readers,
         }))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer, committing when it returns
