@@ -7,16 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_common::Server;
+use api_common::{Server, id_of};
 use serde_json::{Value, json};
-
-fn submit(s: &Server, variant: &str) -> api_common::Resp {
-    s.post("/v1/humanizations", &json!({ "variant_id": variant }))
-}
-
-fn id_of(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
 
 fn ledger_for(s: &Server, job: &str) -> Vec<Value> {
     s.ledger()
@@ -35,7 +27,7 @@ fn balance(s: &Server) -> i64 {
 fn a_submit_is_accepted_debited_once_and_completes_with_results() {
     let s = Server::start(&[]);
     let variant = s.create_variant("AntiCD28");
-    let r = submit(&s, &variant);
+    let r = s.submit(&variant);
     assert_eq!(r.status, 202, "{}", r.text);
     let id = id_of(&r.json);
     assert_eq!(
@@ -172,13 +164,7 @@ fn prefer_wait_answers_200_when_terminal_in_time() {
 fn insufficient_credits_is_402_and_creates_nothing_then_purchased_credits_are_used() {
     let s = Server::start(&[]);
     let (org, key) = s.new_org("small lab", 1, None);
-    let as_lab = |method: &str, path: &str, body: Option<Value>| {
-        let r = s.req().key(Some(&key)).method(method).path(path);
-        match body {
-            Some(b) => r.json(&b).send(),
-            None => r.send(),
-        }
-    };
+    let as_lab = |method: &str, path: &str, body: Option<Value>| s.as_key(&key, method, path, body);
     let v = as_lab(
         "POST",
         "/v1/variants",
@@ -400,7 +386,7 @@ fn twelve_concurrent_submits_with_one_key_make_one_job_and_one_debit() {
 fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     let s = Server::start(&["--paused"]);
     let variant = s.create_variant("v");
-    let id = id_of(&submit(&s, &variant).json);
+    let id = id_of(&s.submit(&variant).json);
     assert_eq!(balance(&s), 99);
     let r = s
         .req()
@@ -452,7 +438,7 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     // The generic route cancels a pending job with 202.
     s.admin(&["queue", "pause"]);
     std::thread::sleep(Duration::from_millis(1000));
-    let id2 = id_of(&submit(&s, &variant).json);
+    let id2 = id_of(&s.submit(&variant).json);
     let r = s
         .req()
         .method("POST")
@@ -467,7 +453,7 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
 fn a_running_job_is_canceled_mid_pipeline_and_refunded_exactly_once() {
     let s = Server::start(&["--stage-delay-ms", "400"]);
     let variant = s.create_variant("v");
-    let id = id_of(&submit(&s, &variant).json);
+    let id = id_of(&s.submit(&variant).json);
     // Wait until it is past numbering, inside a strategy stage.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -508,7 +494,7 @@ fn a_running_job_is_canceled_mid_pipeline_and_refunded_exactly_once() {
     assert_eq!(balance(&s), 100);
 
     // The generic route signals a running job with 202; polling shows it canceled.
-    let id2 = id_of(&submit(&s, &variant).json);
+    let id2 = id_of(&s.submit(&variant).json);
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.get(&format!("/v1/jobs/{id2}")).json["status"] != "running" {
         assert!(Instant::now() < deadline);
@@ -529,7 +515,7 @@ fn a_running_job_is_canceled_mid_pipeline_and_refunded_exactly_once() {
 fn finalizing_refuses_cancel_and_completed_jobs_are_conflicts() {
     let s = Server::start(&["--stage-delay-ms", "600", "--strategies", "cdr_grafting"]);
     let variant = s.create_variant("v");
-    let id = id_of(&submit(&s, &variant).json);
+    let id = id_of(&s.submit(&variant).json);
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.get(&format!("/v1/jobs/{id}")).json["stage"] != "finalizing" {
         assert!(Instant::now() < deadline, "never reached finalizing");
@@ -618,7 +604,7 @@ fn a_paused_queue_keeps_jobs_pending_and_prefer_wait_1_returns_202_after_a_secon
     let (ok, out) = s.admin(&["queue", "pause"]);
     assert!(ok && out.trim() == "paused");
     std::thread::sleep(Duration::from_millis(1000));
-    let id = id_of(&submit(&s, &variant).json);
+    let id = id_of(&s.submit(&variant).json);
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(s.get(&format!("/v1/jobs/{id}")).json["status"], "pending");
 }
@@ -635,15 +621,10 @@ fn one_labs_batch_does_not_starve_another_labs_single_job() {
         "50",
     ]);
     let variant = s.create_variant("v");
-    let batch: Vec<String> = (0..8).map(|_| id_of(&submit(&s, &variant).json)).collect();
+    let batch: Vec<String> = (0..8).map(|_| id_of(&s.submit(&variant).json)).collect();
     let (_, other) = s.new_org("second lab", 5, None);
-    let as_other = |method: &str, path: &str, body: Option<Value>| {
-        let r = s.req().key(Some(&other)).method(method).path(path);
-        match body {
-            Some(b) => r.json(&b).send(),
-            None => r.send(),
-        }
-    };
+    let as_other =
+        |method: &str, path: &str, body: Option<Value>| s.as_key(&other, method, path, body);
     let v = as_other(
         "POST",
         "/v1/variants",
@@ -685,7 +666,7 @@ fn one_labs_batch_does_not_starve_another_labs_single_job() {
 fn a_job_keeps_its_snapshot_when_its_variant_is_deleted() {
     let s = Server::start(&["--paused"]);
     let variant = s.create_variant("v");
-    let id = id_of(&submit(&s, &variant).json);
+    let id = id_of(&s.submit(&variant).json);
     let del = s
         .req()
         .method("DELETE")

@@ -5,30 +5,15 @@ mod api_common;
 
 use std::time::{Duration, Instant};
 
-use api_common::Server;
-use serde_json::{Value, json};
-
-fn id_of(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
+use api_common::{Server, id_of};
+use serde_json::json;
 
 #[test]
 fn sigterm_exits_0_and_a_restart_finishes_what_was_pending_and_running() {
     let mut s = Server::start(&["--workers", "1", "--stage-delay-ms", "300"]);
     let variant = s.create_variant("v");
-    let ids: Vec<String> = (0..3)
-        .map(|_| {
-            id_of(
-                &s.post("/v1/humanizations", &json!({"variant_id": variant}))
-                    .json,
-            )
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.get(&format!("/v1/jobs/{}", ids[0])).json["status"] != "running" {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let ids: Vec<String> = (0..3).map(|_| id_of(&s.submit(&variant).json)).collect();
+    s.wait_running(&ids[0]);
     let status = s.terminate();
     assert!(status.success(), "exit status {status:?}");
     // The WAL was checkpointed into the main file.
@@ -297,19 +282,8 @@ fn a_second_start_on_the_same_database_keeps_organizations_and_keys() {
 fn a_killed_server_loses_nothing_and_reruns_interrupted_jobs_on_start() {
     let mut s = Server::start(&["--workers", "1", "--stage-delay-ms", "200"]);
     let variant = s.create_variant("v");
-    let ids: Vec<String> = (0..3)
-        .map(|_| {
-            id_of(
-                &s.post("/v1/humanizations", &json!({"variant_id": variant}))
-                    .json,
-            )
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.get(&format!("/v1/jobs/{}", ids[0])).json["status"] != "running" {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let ids: Vec<String> = (0..3).map(|_| id_of(&s.submit(&variant).json)).collect();
+    s.wait_running(&ids[0]);
     // SIGKILL: no shutdown code runs at all.
     let mut child = s.child.take().expect("running");
     child.kill().expect("kill");

@@ -7,12 +7,8 @@ mod api_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_common::Server;
+use api_common::{Server, id_of};
 use serde_json::{Value, json};
-
-fn id_of(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
 
 #[test]
 fn a_failing_pipeline_ends_failed_with_a_problem_and_one_refund() {

@@ -278,19 +278,34 @@ async fn get_organization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, Api
 }
 
 async fn list_ledger(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    list_page(app, ctx, accounts::ledger_page, views::ledger_entry).await
+}
+
+/// A store query for one page of an organization's rows: (org, cursor, how many).
+type PageQuery<T> =
+    fn(&rusqlite::Connection, &str, Option<&str>, usize) -> rusqlite::Result<Vec<T>>;
+
+/// A cursor-paginated list of the caller's rows: `fetch` is asked for one row more than the
+/// page holds, so `has_more` needs no second query.
+async fn list_page<T: Send + 'static>(
+    app: &Arc<App>,
+    ctx: &Ctx,
+    fetch: PageQuery<T>,
+    render: fn(&T) -> Value,
+) -> Result<HttpResponse, ApiError> {
     let page = page(ctx)?;
     let org_id = ctx.org_id().to_string();
     let limit = page.limit;
     let rows = app
         .db
         .read_async(move |conn| {
-            accounts::ledger_page(conn, &org_id, page.starting_after.as_deref(), limit + 1)
+            fetch(conn, &org_id, page.starting_after.as_deref(), limit + 1)
                 .map_err(StoreError::from)
         })
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &views::list(rows, limit, views::ledger_entry),
+        &views::list(rows, limit, render),
     ))
 }
 
@@ -343,20 +358,7 @@ async fn get_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError
 }
 
 async fn list_variants(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
-    let page = page(ctx)?;
-    let org_id = ctx.org_id().to_string();
-    let limit = page.limit;
-    let rows = app
-        .db
-        .read_async(move |conn| {
-            variants::page(conn, &org_id, page.starting_after.as_deref(), limit + 1)
-                .map_err(StoreError::from)
-        })
-        .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &views::list(rows, limit, views::variant),
-    ))
+    list_page(app, ctx, variants::page, views::variant).await
 }
 
 async fn delete_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {

@@ -159,6 +159,32 @@ impl Server {
         (org, key.trim().to_string())
     }
 
+    /// Submits a humanization of the variant.
+    pub fn submit(&self, variant: &str) -> Resp {
+        self.post(
+            "/v1/humanizations",
+            &serde_json::json!({ "variant_id": variant }),
+        )
+    }
+
+    /// A request with another organization's key, with a JSON body or none.
+    pub fn as_key(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> Resp {
+        let r = self.req().key(Some(key)).method(method).path(path);
+        match body {
+            Some(b) => r.json(&b).send(),
+            None => r.send(),
+        }
+    }
+
+    /// Polls until the job is `running` (bounded).
+    pub fn wait_running(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.get(&format!("/v1/jobs/{id}")).json["status"] != "running" {
+            assert!(Instant::now() < deadline, "job {id} never ran");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Polls until the job has `status` (bounded).
     pub fn wait_status(&self, id: &str, status: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
@@ -190,6 +216,10 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+pub fn id_of(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
 }
 
 pub fn admin(db: &Path, args: &[&str]) -> (bool, String) {
