@@ -111,35 +111,25 @@ fn a_submit_is_accepted_debited_once_and_completes_with_results() {
 fn prefer_wait_answers_200_when_terminal_in_time() {
     let s = Server::start(&[]);
     let variant = s.create_variant("v");
-    let r = s
-        .req()
-        .method("POST")
-        .path("/v1/humanizations")
-        .header("prefer", "wait=10")
-        .json(&json!({ "variant_id": variant }))
-        .send();
+    let submit_preferring = |prefer: &str| {
+        s.req()
+            .method("POST")
+            .path("/v1/humanizations")
+            .header("prefer", prefer)
+            .json(&json!({ "variant_id": variant }))
+            .send()
+    };
+    let r = submit_preferring("wait=10");
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["status"], "completed");
     assert_eq!(r.header("preference-applied"), Some("wait=10"));
     assert_eq!(r.header("vary"), Some("Prefer"));
     assert!(r.header("location").is_some());
     // Above 120 is treated as 120.
-    let r = s
-        .req()
-        .method("POST")
-        .path("/v1/humanizations")
-        .header("prefer", "respond-async, wait=500")
-        .json(&json!({ "variant_id": variant }))
-        .send();
+    let r = submit_preferring("respond-async, wait=500");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("preference-applied"), Some("wait=120"));
-    let r = s
-        .req()
-        .method("POST")
-        .path("/v1/humanizations")
-        .header("prefer", "respond-async")
-        .json(&json!({ "variant_id": variant }))
-        .send();
+    let r = submit_preferring("respond-async");
     assert_eq!(r.status, 202);
     assert!(r.header("preference-applied").is_none());
     // GET honours it too.
@@ -151,13 +141,7 @@ fn prefer_wait_answers_200_when_terminal_in_time() {
         .send();
     assert_eq!(got.json["status"], "completed");
     assert_eq!(got.header("preference-applied"), Some("wait=10"));
-    s.req()
-        .method("POST")
-        .path("/v1/humanizations")
-        .header("prefer", "wait=soon")
-        .json(&json!({ "variant_id": variant }))
-        .send()
-        .problem(400, "invalid_request");
+    submit_preferring("wait=soon").problem(400, "invalid_request");
 }
 
 #[test]
