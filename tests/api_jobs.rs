@@ -101,6 +101,12 @@ fn a_submit_is_accepted_debited_once_and_completes_with_results() {
     let listed = s.get("/v1/jobs?object=humanization&status=completed");
     assert_eq!(listed.json["data"][0]["id"], id.as_str());
     assert_eq!(s.get("/v1/jobs?status=pending").json["data"], json!([]));
+    let metrics = s.req().key(None).path("/metrics").send().text;
+    assert!(
+        metrics.contains("veneer_job_duration_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("veneer_jobs{kind=\"humanization\",status=\"completed\"} 1"));
     let waited = s.get(&format!("/v1/jobs/{id}?wait=true"));
     assert_eq!(waited.json["status"], "completed");
     s.get(&format!("/v1/jobs/{id}?wait=maybe"))

@@ -336,3 +336,30 @@ fn shutdown_ends_long_polls_promptly_and_still_exits_0() {
     let id = id_of(&jobs["data"][0]);
     s.wait_status(&id, "completed", Duration::from_secs(10));
 }
+
+#[test]
+fn each_request_is_one_structured_log_line_on_stderr() {
+    let mut s = Server::start(&[]);
+    let r = s
+        .req()
+        .path("/v1/organization")
+        .header("x-request-id", "log-me-7")
+        .send();
+    assert_eq!(r.status, 200);
+    s.get("/v1/nowhere");
+    assert!(s.terminate().success());
+    let log = s.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("request_id=\"log-me-7\""))
+        .unwrap_or_else(|| panic!("no line for the request in:\n{log}"));
+    assert!(line.contains("route=\"/v1/organization\""), "{line}");
+    assert!(line.contains("status=200"), "{line}");
+    assert!(line.contains("latency_ms="), "{line}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("route=\"unmatched\"") && l.contains("status=404"))
+    );
+    // Logs go to stderr only; stdout held just the two start-up lines (read by the helper).
+    assert!(!log.contains("listening on"));
+}

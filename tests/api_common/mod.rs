@@ -32,6 +32,11 @@ impl Server {
         self.dir.path().join("x.db")
     }
 
+    /// Everything the server logged to stderr so far (all starts appended).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
     /// Starts a server on a new database with extra `serve` flags.
     pub fn start(args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -55,7 +60,13 @@ impl Server {
             .arg(self.db())
             .args(&self.args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("serve.log"))
+                    .expect("log file"),
+            )
             .spawn()
             .expect("spawn veneer serve");
         let stdout = child.stdout.take().expect("stdout");
