@@ -36,6 +36,8 @@ use router::{CostClass, Endpoint, Route};
 
 /// Request bodies above this are refused with 413 (SPEC §1).
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// How long a request body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Config {
     pub rate_limiter: RateLimiter,
@@ -351,7 +353,16 @@ async fn read_json_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Ap
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    match Limited::new(body, BODY_LIMIT).collect().await {
+    // A client that trickles its body must not hold a connection (and a handler) forever.
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, BODY_LIMIT).collect())
+        .await
+        .map_err(|_| {
+            ApiError::InvalidRequest(format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ))
+        })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
