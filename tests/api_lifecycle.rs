@@ -75,9 +75,10 @@ fn org_of(s: &Server) -> String {
 
 #[test]
 fn rate_limits_answer_429_with_retry_after_and_headers() {
+    // Slow refills, so a stalled test machine cannot refill a bucket between two requests.
     let s = Server::start(&[
         "--read-rate",
-        "1",
+        "0.2",
         "--read-burst",
         "3",
         "--write-rate",
@@ -93,8 +94,16 @@ fn rate_limits_answer_429_with_retry_after_and_headers() {
     s.get("/v1/organization");
     let r = s.get("/v1/organization");
     r.problem(429, "rate_limited");
-    assert_eq!(r.header("retry-after"), Some("1"));
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(
+        (1..=5).contains(&retry),
+        "one token takes 5 s at 0.2/s: {retry}"
+    );
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
     // Writes have their own bucket.
     let r = s.post(
         "/v1/variants",
@@ -102,6 +111,7 @@ fn rate_limits_answer_429_with_retry_after_and_headers() {
     );
     assert_eq!(r.status, 201);
     assert_eq!(r.header("x-ratelimit-limit"), Some("1"));
+    let first = r.json.clone();
     let r = s.post(
         "/v1/variants",
         &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}),
@@ -117,9 +127,16 @@ fn rate_limits_answer_429_with_retry_after_and_headers() {
             .status,
         200
     );
-    // Buckets refill.
+    // Buckets refill (writes at 1/s).
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(s.get("/v1/organization").status, 200);
+    assert_eq!(
+        s.req()
+            .method("DELETE")
+            .path(&format!("/v1/variants/{}", id_of(&first)))
+            .send()
+            .status,
+        204
+    );
 }
 
 #[test]
