@@ -191,3 +191,59 @@ fn full_ledger(s: &Server) -> Vec<Value> {
         }
     }
 }
+
+#[test]
+fn a_key_whose_first_request_is_in_flight_is_409_until_a_restart_drops_it() {
+    let mut s = Server::start(&[]);
+    let body = json!({"name": "x", "vh": api_common::VH, "vl": api_common::VL});
+    // A first request in flight is a reservation without a response. Make one as the server
+    // would (same canonical body, so the fingerprints agree) to hold the window open.
+    let canonical = format!(
+        "{{\"name\":\"x\",\"vh\":\"{}\",\"vl\":\"{}\"}}",
+        api_common::VH,
+        api_common::VL
+    );
+    let fingerprint: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(canonical.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let org = s.get("/v1/organization").json["id"]
+        .as_str()
+        .expect("org")
+        .to_string();
+    let conn = rusqlite::Connection::open(s.db()).expect("open");
+    conn.busy_timeout(Duration::from_secs(10)).expect("timeout");
+    conn.execute(
+        "INSERT INTO idempotency_keys (org_id, method, route, key, fingerprint, created_at, expires_at) \
+         VALUES (?1, 'POST', '/v1/variants', 'in-flight', ?2, '2000-01-01T00:00:00+00:00', '2999-01-01T00:00:00+00:00')",
+        rusqlite::params![org, fingerprint],
+    )
+    .expect("reserve");
+    drop(conn);
+    let send = |s: &Server, body: &Value| {
+        s.req()
+            .method("POST")
+            .path("/v1/variants")
+            .header("idempotency-key", "in-flight")
+            .json(body)
+            .send()
+    };
+    let r = send(&s, &body);
+    r.problem(409, "idempotency_in_progress");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // A different body is still a mismatch, whatever the first request's state.
+    let mut other = body.clone();
+    other["name"] = json!("y");
+    send(&s, &other).problem(409, "idempotency_mismatch");
+    assert_eq!(s.get("/v1/variants").json["data"], json!([]));
+    // No request survives a restart, so start-up drops the reservation and the key works.
+    assert!(s.terminate().success());
+    s.spawn();
+    let r = send(&s, &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.header("idempotent-replayed").is_none());
+    assert_eq!(send(&s, &body).header("idempotent-replayed"), Some("true"));
+}
