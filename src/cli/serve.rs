@@ -105,6 +105,19 @@ fn bootstrap(db: &Db, credits: i64) -> Result<Option<String>, StoreError> {
 }
 
 pub fn run(db_path: &Path, args: ServeArgs) -> Result<(), String> {
+    for (flag, value, least) in [
+        ("--read-rate", args.read_rate, f64::MIN_POSITIVE),
+        ("--write-rate", args.write_rate, f64::MIN_POSITIVE),
+        ("--read-burst", args.read_burst, 1.0),
+        ("--write-burst", args.write_burst, 1.0),
+    ] {
+        if !(value >= least && value.is_finite()) {
+            return Err(format!(
+                "{flag} must be a positive number{}",
+                if least >= 1.0 { " of at least 1" } else { "" }
+            ));
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
