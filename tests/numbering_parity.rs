@@ -50,10 +50,6 @@ fn expected_numbering(entry: &Value, scheme: &str) -> Vec<(String, char)> {
 }
 
 /// Per scheme: (chains compared, chains equal, names of the differing ones).
-fn parity(set: &BTreeSet<String>) -> Vec<(Scheme, usize, usize, Vec<String>)> {
-    parity_in(fixtures(), set)
-}
-
 fn parity_in(
     entries: Vec<Value>,
     set: &BTreeSet<String>,
@@ -88,58 +84,47 @@ fn parity_in(
     tallies
 }
 
-#[test]
-fn numbering_matches_anarci_on_at_least_99_5_percent_of_chains() {
-    let chains = names_in("chains.fasta");
+/// Asserts the parity bar on every chain of `fasta` (at least `minimum` of them), printing the
+/// tallies and the differing chains under `label`.
+fn assert_parity(label: &str, fasta: &str, oracle: Vec<Value>, minimum: usize) {
+    let chains = names_in(fasta);
     assert!(
-        chains.len() >= 300,
-        "the parity set has {} chains",
+        chains.len() >= minimum,
+        "{label} has {} chains",
         chains.len()
     );
-    for (scheme, compared, equal, differing) in parity(&chains) {
+    for (scheme, compared, equal, differing) in parity_in(oracle, &chains) {
         let share = equal as f64 / compared as f64;
         eprintln!(
-            "{}: {equal}/{compared} chains equal ANARCI ({:.2} %); differing: {differing:?}",
+            "{label}, {}: {equal}/{compared} chains equal ANARCI ({:.2} %); differing: {differing:?}",
             scheme.name(),
             share * 100.0
         );
+        // The bar is IMGT and Kabat; Chothia is reported.
         if scheme != Scheme::Chothia {
             assert!(
                 share >= 0.995,
-                "{} parity {:.3} < 0.995",
-                scheme.name(),
-                share
+                "{label}: {} parity {share:.3} < 0.995",
+                scheme.name()
             );
         }
     }
 }
 
+#[test]
+fn numbering_matches_anarci_on_at_least_99_5_percent_of_chains() {
+    assert_parity("parity set", "chains.fasta", fixtures(), 300);
+}
+
 /// The same bar on chains the ANARCI rules were not tuned on (`tools/oracle/make_holdout.py`).
 #[test]
 fn numbering_matches_anarci_on_held_out_chains() {
-    let chains = names_in("holdout_chains.fasta");
-    assert!(
-        chains.len() >= 200,
-        "the held-out set has {} chains",
-        chains.len()
+    assert_parity(
+        "held out",
+        "holdout_chains.fasta",
+        fixture("anarci_holdout.jsonl"),
+        200,
     );
-    for (scheme, compared, equal, differing) in parity_in(fixture("anarci_holdout.jsonl"), &chains)
-    {
-        let share = equal as f64 / compared as f64;
-        eprintln!(
-            "held out, {}: {equal}/{compared} chains equal ANARCI ({:.2} %); differing: {differing:?}",
-            scheme.name(),
-            share * 100.0
-        );
-        if scheme != Scheme::Chothia {
-            assert!(
-                share >= 0.995,
-                "{} parity {:.3} < 0.995",
-                scheme.name(),
-                share
-            );
-        }
-    }
 }
 
 #[test]
