@@ -2,21 +2,15 @@
 //! (`tests/fixtures/anarci_numbering.jsonl`: `closest_germline` over every species in ANARCI's
 //! table, and `v_gene`/`j_gene` over human germlines).
 
+mod oracle;
+
 use serde_json::Value;
 use veneer::engine::germlines::closest_species;
 use veneer::engine::numbering::{Scheme, number};
 use veneer::engine::sequence::clean;
 
 fn fixtures() -> Vec<Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/anarci_numbering.jsonl"
-    );
-    std::fs::read_to_string(path)
-        .expect("oracle fixture present")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("fixture line is JSON"))
-        .collect()
+    oracle::jsonl("anarci_numbering.jsonl")
 }
 
 #[test]

@@ -9,21 +9,15 @@
 //! bar names; the raw all-species output is kept beside it for the README's account.
 //! The bar (issue 2): both strategies equal AbNumber's chain for ≥ 95 % of chains.
 
+mod oracle;
+
 use serde_json::Value;
 use veneer::engine::grafting::graft_onto_human_germline;
 use veneer::engine::numbering::number;
 use veneer::engine::sequence::clean;
 
 fn fixtures() -> Vec<Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/abnumber_grafts.jsonl"
-    );
-    std::fs::read_to_string(path)
-        .expect("oracle fixture present")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("fixture line is JSON"))
-        .collect()
+    oracle::jsonl("abnumber_grafts.jsonl")
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! ANARCI itself; nothing in it comes from veneer. The bar (SCIENCE.md §1): the numbering
 //! (label → residue) equals ANARCI's for ≥ 99.5 % of chains, in IMGT and in Kabat.
 
+mod oracle;
+
 use std::collections::BTreeSet;
 
 use serde_json::Value;
@@ -11,27 +13,14 @@ use veneer::engine::numbering::{Scheme, number};
 use veneer::engine::sequence::clean;
 
 fn fixtures() -> Vec<Value> {
-    fixture("anarci_numbering.jsonl")
+    oracle::jsonl("anarci_numbering.jsonl")
 }
 
 fn fixture(file: &str) -> Vec<Value> {
-    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(path)
-        .expect("oracle fixture present")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("fixture line is JSON"))
-        .collect()
+    oracle::jsonl(file)
 }
 
-fn names_in(file: &str) -> BTreeSet<String> {
-    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(path)
-        .expect("fixture FASTA present")
-        .lines()
-        .filter_map(|l| l.strip_prefix('>'))
-        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
-        .collect()
-}
+use oracle::names_in;
 
 fn expected_numbering(entry: &Value, scheme: &str) -> Vec<(String, char)> {
     entry[scheme]
