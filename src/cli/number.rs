@@ -4,8 +4,9 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::engine::chain::ChainType;
 use crate::engine::germlines::{Germlines, closest_species};
-use crate::engine::numbering::{NumberedChain, Scheme, cdr, number};
+use crate::engine::numbering::{NumberedChain, Position, Scheme, cdr, number};
 use crate::engine::sequence::clean;
 
 use super::input::ChainRecord;
@@ -35,11 +36,20 @@ struct Numbered<'a> {
     chain_type: char,
     species: Option<&'static str>,
     scheme: &'static str,
-    numbering: Vec<(String, char)>,
+    numbering: Vec<(Label, char)>,
     cdrs: Cdrs,
     germlines: Germline,
     /// Residues cut off before and after the variable domain (signal peptide, constant region).
     trimmed: Trimmed,
+}
+
+/// A position label (`H100A`) written straight into the output, without a `String` per residue.
+struct Label(Position, ChainType);
+
+impl Serialize for Label {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}{}", self.1.label_prefix(), self.0))
+    }
 }
 
 #[derive(Serialize)]
@@ -53,7 +63,7 @@ fn describe<'a>(name: &'a str, chain: &NumberedChain, scheme: Scheme) -> Numbere
     let mut cdrs = [String::new(), String::new(), String::new()];
     let mut numbering = Vec::with_capacity(chain.residues.len());
     for (position, residue) in chain.numbered(scheme) {
-        numbering.push((position.label(chain_type), residue as char));
+        numbering.push((Label(position, chain_type), residue as char));
         if let Some(n) = cdr(scheme, chain_type, position) {
             cdrs[usize::from(n) - 1].push(residue as char);
         }
