@@ -38,6 +38,15 @@ use router::{CostClass, Endpoint, Route};
 pub const BODY_LIMIT: usize = 1024 * 1024;
 /// How long a request body may take to arrive.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may take to send a complete request head (also how long an idle
+/// connection is kept before its first request), so stalled or silent clients let go of their
+/// socket and buffer.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a connection may buffer while reading: bounds a request head (request line and
+/// headers) to 32 KiB, answered 431 above it. hyper's default (~400 KiB) would let each
+/// connection hold that much for a head no client of this API needs; bodies are streamed
+/// through the buffer and limited separately (`BODY_LIMIT`).
+const MAX_BUF_SIZE: usize = 32 * 1024;
 
 pub struct Config {
     pub rate_limiter: RateLimiter,
@@ -105,7 +114,8 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationT
         });
         let connection = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_BUF_SIZE)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
