@@ -279,6 +279,14 @@ impl<'a> Humanizer<'a> {
             },
             report: self.report(&vh, vl.as_ref()),
         })
+        .and_then(|result| match self.peptides.take_failure() {
+            // A humanness source that failed (BioPhi's database) answered "not human"
+            // without knowing: the result would understate humanness, so it is refused.
+            Some(failure) => Err(EngineError(format!(
+                "the OASis peptide source failed: {failure}"
+            ))),
+            None => Ok(result),
+        })
     }
 
     fn report(&self, vh: &ChainFacts, vl: Option<&ChainFacts>) -> AntibodyReport {

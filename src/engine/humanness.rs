@@ -31,6 +31,13 @@ pub trait HumanPeptides: Send + Sync {
 
     /// One line naming the peptide set and threshold, for reports.
     fn describe(&self) -> String;
+
+    /// A failure since the last call that made `is_human` answer without knowing (a database
+    /// error), so results built on it are refused rather than silently under-counted. The
+    /// embedded set cannot fail.
+    fn take_failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Which of a chain's overlapping 9-mers are human, in sequence order.

@@ -261,6 +261,10 @@ impl OasisDb {
 }
 
 impl HumanPeptides for OasisDb {
+    fn take_failure(&self) -> Option<String> {
+        self.take_error().map(|e| e.to_string())
+    }
+
     fn is_human(&self, peptide: &[u8], chain: ChainType) -> bool {
         let group = usize::from(chain.is_heavy());
         if let Some(&human) = lock(&self.cache)[group].get(peptide) {
@@ -532,6 +536,28 @@ mod tests {
             OasisDb::open(&empty, Relaxed),
             Err(OasisDbError::NoSubjects { .. })
         ));
+    }
+
+    #[test]
+    fn a_failing_database_fails_the_humanization_instead_of_under_counting() {
+        use crate::engine::humanize::{Humanizer, Strategy, Variant};
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("oasis.db");
+        let db = build_database(&path);
+        let oasis = OasisDb::open(&path, Relaxed).expect("open test database");
+        // The table disappears under the open reader: every query now fails.
+        db.execute_batch("DROP TABLE peptides").expect("drop");
+        // Campath-1H parental VH (Hu-mAb set).
+        let variant = Variant::new(
+            "EVKLLESGGGLVQPGGSMRLSCAGSGFTFTDFYMNWIRQPAGKAPEWLGFIRDKAKGYTTEYNPSVKGRFTISRDNTQNMLYLQMNTLRAEDTATYYCAREGHTAAPFDYWGQGVMVTVSS",
+            None,
+        )
+        .expect("numbers");
+        let error = Humanizer::new(&oasis)
+            .run(&variant, Strategy::CdrGrafting)
+            .expect_err("a failed database must not give a result");
+        assert!(error.0.contains("OASis peptide source failed"), "{error}");
     }
 
     #[test]
