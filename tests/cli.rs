@@ -188,6 +188,17 @@ fn an_unreadable_file_is_one_line_and_exit_2() {
     );
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not FASTA"));
+    let empty = write_temp(".fa", "");
+    let output = veneer(&["number", "--input", empty.to_str().expect("path")], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is empty"));
+    let header_only = write_temp(".csv", "name,vh,vl\n");
+    let output = veneer(
+        &["humanize", "--input", header_only.to_str().expect("path")],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("holds no antibodies"));
 }
 
 fn result<'a>(antibody: &'a Value, strategy: &str) -> &'a Value {

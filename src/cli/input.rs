@@ -73,6 +73,9 @@ fn fasta_records(text: &str, path: &str) -> Result<Vec<(String, String)>, InputE
 /// Chains for `veneer number`: any FASTA, one chain per record (named by the header's first word).
 pub fn read_chains(path: &str) -> Result<Vec<ChainRecord>, InputError> {
     let text = read_text(path)?;
+    if text.trim().is_empty() {
+        return Err(InputError(format!("{path} is empty")));
+    }
     if !is_fasta(&text) {
         return Err(InputError(format!(
             "{path} is not FASTA: `veneer number` reads records that start with a '>' header line"
@@ -97,11 +100,15 @@ pub fn read_antibodies(path: &str) -> Result<Vec<AntibodyRecord>, InputError> {
     if text.trim().is_empty() {
         return Err(InputError(format!("{path} is empty")));
     }
-    if is_fasta(&text) {
-        Ok(pair_fasta(fasta_records(&text, path)?))
+    let antibodies = if is_fasta(&text) {
+        pair_fasta(fasta_records(&text, path)?)
     } else {
-        read_csv(&text, path)
+        read_csv(&text, path)?
+    };
+    if antibodies.is_empty() {
+        return Err(InputError(format!("{path} holds no antibodies")));
     }
+    Ok(antibodies)
 }
 
 /// Which chain a FASTA header names, and the antibody name before it: `<name> VH`, `<name>_VL`,
