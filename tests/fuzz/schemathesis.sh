@@ -34,10 +34,57 @@ KEY=$(sed -n 's/^api key: //p' "$WORK/stdout")
 ORG=$("$VENEER_BIN" orgs list | head -1 | awk '{print $1}')
 "$VENEER_BIN" credits grant --org "$ORG" --amount 100000 >/dev/null || true
 
-# Run from the work directory so the report and hypothesis database stay out of the repo.
+# Real resources, so the fuzzer reaches past 404 on routes that take an id: a few variants and
+# jobs in every terminal state the fuzzer cannot easily make itself (completed, canceled). The
+# queue runs, so a `Prefer: wait` on these ids answers at once.
+curl() { command curl --silent --show-error --max-time 60 "$@"; }
+field() { grep -o "\"$1\":\"[^\"]*\"" | head -1 | cut -d'"' -f4; }
+VH=EVKLQQSGPGLVTPSQSLSITCTVSGFSLSDYGVHWVRQSPGQGLEWLGVIWAGGGTNYNSALMSRKSISKDNSKSQVFLKMNSLQADDTAVYYCARDKGYSYYYSMDYWGQGTSVTVSS
+VL=DIETLQSPASLAVSLGQRATISCRASESVEYYVTSLMQWYQQKPGQPPKLLIFAASNVESGVPARFSGSGSGTNFSLNIHPVDEDDVAMYFCQQSRKYVPYTFGGGTKLEIK
+VARIANTS=()
+JOBS=()
+for i in 1 2 3; do
+    v=$(curl "$BASE/v1/variants" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+        -d "{\"name\": \"seed-$i\", \"vh\": \"$VH\", \"vl\": \"$VL\"}" | field id)
+    [ -n "$v" ] || fail "could not create a seed variant"
+    VARIANTS+=("$v")
+    j=$(curl "$BASE/v1/humanizations" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+        -H 'Prefer: wait=60' -d "{\"variant_id\": \"$v\"}" | field id)
+    [ -n "$j" ] || fail "could not submit a seed job"
+    JOBS+=("$j")
+done
+"$VENEER_BIN" queue pause >/dev/null
+sleep 1.2
+j=$(curl "$BASE/v1/humanizations" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d "{\"variant_id\": \"${VARIANTS[0]}\"}" | field id)
+curl -X POST "$BASE/v1/humanizations/$j/cancel" -H "Authorization: Bearer $KEY" >/dev/null
+JOBS+=("$j")
+"$VENEER_BIN" queue resume >/dev/null
+quoted() { printf '"%s", ' "$@" | sed 's/, $//'; }
+# Half the examples use a real id, half a generated one (schemathesis dictionaries).
+cat >"$WORK/schemathesis.toml" <<TOML
+[dictionaries]
+variants = { values = [$(quoted "${VARIANTS[@]}")] }
+jobs = { values = [$(quoted "${JOBS[@]}")] }
+
+[[operations]]
+include-path-regex = "^/v1/variants/"
+parameters = { "path.id" = { dictionary = "variants", probability = 0.5 } }
+
+[[operations]]
+include-path-regex = "^/v1/(humanizations|jobs)/"
+parameters = { "path.id" = { dictionary = "jobs", probability = 0.5 } }
+
+[[operations]]
+include-name = "POST /v1/humanizations"
+parameters = { "body.variant_id" = { dictionary = "variants", probability = 0.5 } }
+TOML
+
+# Run from the work directory so the config is found and the report and hypothesis database
+# stay out of the repo.
 cd "$WORK"
 status=0
-timeout "$MAX_TIME" "$SCHEMATHESIS" run "$BASE/openapi.json" \
+timeout "$MAX_TIME" "$SCHEMATHESIS" --config-file "$WORK/schemathesis.toml" run "$BASE/openapi.json" \
     --url "$BASE" \
     --header "Authorization: Bearer $KEY" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
