@@ -121,3 +121,51 @@ fn hundreds_of_idle_connections_do_not_stop_the_server_answering() {
     drop(idle);
     healthz_promptly(&s, Duration::from_secs(1));
 }
+
+/// The server's resident memory in KiB (Linux `/proc`), or `None` elsewhere.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// How many files this process may open (`/proc/self/limits`), if known.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[test]
+fn thousands_of_idle_connections_cost_bounded_memory() {
+    let s = Server::start(&[]);
+    // Both ends of each connection live on this machine: stay well inside the fd limit.
+    let n = open_files_limit().map_or(2000, |l| (l.saturating_sub(200) / 2).min(2000)) as usize;
+    healthz_promptly(&s, Duration::from_secs(1));
+    let before = rss_kib(s.pid());
+    let mut idle: Vec<TcpStream> = Vec::with_capacity(n);
+    for _ in 0..n {
+        idle.push(TcpStream::connect(&s.addr).expect("connect"));
+    }
+    // A partial head on every tenth, so some connections hold a read buffer too.
+    for c in idle.iter_mut().step_by(10) {
+        let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: ");
+    }
+    for _ in 0..5 {
+        healthz_promptly(&s, Duration::from_secs(1));
+    }
+    if let (Some(before), Some(after)) = (before, rss_kib(s.pid())) {
+        let grown = after.saturating_sub(before);
+        eprintln!(
+            "{n} idle connections: RSS {before} KiB -> {after} KiB (+{} B per connection)",
+            grown * 1024 / n as u64
+        );
+        // Each idle connection is a task and a small read buffer, far below 64 KiB.
+        assert!(
+            grown < 64 * n as u64,
+            "{grown} KiB for {n} idle connections"
+        );
+    }
+    drop(idle);
+    healthz_promptly(&s, Duration::from_secs(1));
+}
