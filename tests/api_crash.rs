@@ -161,7 +161,7 @@ fn sigkill_under_load_loses_nothing_and_the_credits_add_up() {
                                 "submit answered {status}: {job}"
                             );
                         }
-                        std::thread::sleep(Duration::from_millis(5));
+                        std::thread::sleep(Duration::from_millis(15));
                     }
                     ids
                 })
@@ -186,7 +186,7 @@ fn sigkill_under_load_loses_nothing_and_the_credits_add_up() {
     }
     assert!(!acknowledged.is_empty(), "the load got no submit through");
     // Every acknowledged job exists and ends.
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let jobs = loop {
         let jobs = all_pages(&s, &key, "/v1/jobs");
         let open = jobs
