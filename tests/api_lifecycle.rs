@@ -82,7 +82,7 @@ fn rate_limits_answer_429_with_retry_after_and_headers() {
         "--read-burst",
         "3",
         "--write-rate",
-        "1",
+        "0.5",
         "--write-burst",
         "1",
     ]);
@@ -127,8 +127,9 @@ fn rate_limits_answer_429_with_retry_after_and_headers() {
             .status,
         200
     );
-    // Buckets refill (writes at 1/s).
-    std::thread::sleep(Duration::from_millis(1100));
+    // Buckets refill (writes at 0.5/s: slow enough that a stalled machine cannot refill the
+    // bucket between the two writes above, fast enough to wait for here).
+    std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(
         s.req()
             .method("DELETE")
