@@ -68,25 +68,6 @@ impl Rng {
     }
 }
 
-fn all_pages(s: &Server, key: &str, base: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
-            Some(a) => format!("{base}?limit=100&starting_after={a}"),
-            None => format!("{base}?limit=100"),
-        };
-        let page = s.as_key(key, "GET", &path, None);
-        assert_eq!(page.status, 200, "{}", page.text);
-        let data = page.json["data"].as_array().cloned().unwrap_or_default();
-        after = data.last().map(id_of);
-        all.extend(data);
-        if page.json["has_more"] != true {
-            return all;
-        }
-    }
-}
-
 #[test]
 fn sigkill_under_load_loses_nothing_and_the_credits_add_up() {
     const GRANT: i64 = 100_000;
@@ -188,7 +169,7 @@ fn sigkill_under_load_loses_nothing_and_the_credits_add_up() {
     // Every acknowledged job exists and ends.
     let deadline = Instant::now() + Duration::from_secs(60);
     let jobs = loop {
-        let jobs = all_pages(&s, &key, "/v1/jobs");
+        let jobs = s.all_pages(&key, "/v1/jobs");
         let open = jobs
             .iter()
             .filter(|j| j["status"] == "pending" || j["status"] == "running")
@@ -213,7 +194,7 @@ fn sigkill_under_load_loses_nothing_and_the_credits_add_up() {
             "{job}"
         );
     }
-    let ledger = all_pages(&s, &key, "/v1/credits/ledger");
+    let ledger = s.all_pages(&key, "/v1/credits/ledger");
     let mut completed = 0i64;
     for job in &jobs {
         let id = job["id"].as_str().expect("id");

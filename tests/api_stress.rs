@@ -7,20 +7,8 @@ mod api_common;
 
 use std::sync::Arc;
 
-use api_common::{Server, id_of};
+use api_common::{FAST, Server, id_of};
 use serde_json::{Value, json};
-
-/// Generous rate limits, so the tests measure credits and races, not the token bucket.
-const FAST: [&str; 8] = [
-    "--write-rate",
-    "1000",
-    "--write-burst",
-    "1000",
-    "--read-rate",
-    "1000",
-    "--read-burst",
-    "1000",
-];
 
 fn args(extra: &[&'static str]) -> Vec<&'static str> {
     FAST.iter().chain(extra).copied().collect()
@@ -28,22 +16,7 @@ fn args(extra: &[&'static str]) -> Vec<&'static str> {
 
 /// Every ledger entry of the key's organization, following the cursor.
 fn full_ledger(s: &Server, key: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
-            Some(a) => format!("/v1/credits/ledger?limit=100&starting_after={a}"),
-            None => "/v1/credits/ledger?limit=100".to_string(),
-        };
-        let page = s.as_key(key, "GET", &path, None);
-        assert_eq!(page.status, 200, "{}", page.text);
-        let data = page.json["data"].as_array().cloned().unwrap_or_default();
-        after = data.last().map(id_of);
-        all.extend(data);
-        if page.json["has_more"] != true {
-            return all;
-        }
-    }
+    s.all_pages(key, "/v1/credits/ledger")
 }
 
 #[test]

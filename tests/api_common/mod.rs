@@ -213,6 +213,27 @@ impl Server {
         }
     }
 
+    /// Every item of a cursor-paginated list, as `key` sees it, following `starting_after`.
+    #[allow(dead_code)] // not every test file pages through lists
+    pub fn all_pages(&self, key: &str, base: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("{base}?limit=100&starting_after={a}"),
+                None => format!("{base}?limit=100"),
+            };
+            let page = self.as_key(key, "GET", &path, None);
+            assert_eq!(page.status, 200, "{}", page.text);
+            let data = page.json["data"].as_array().cloned().unwrap_or_default();
+            after = data.last().map(id_of);
+            all.extend(data);
+            if page.json["has_more"] != true {
+                return all;
+            }
+        }
+    }
+
     pub fn ledger(&self) -> Vec<Value> {
         let r = self.get("/v1/credits/ledger?limit=100");
         assert_eq!(r.status, 200);
@@ -228,6 +249,19 @@ impl Drop for Server {
         }
     }
 }
+
+/// Rate limits generous enough that a test measures credits and races, not the token bucket.
+#[allow(dead_code)] // used by the race and stress tests only
+pub const FAST: [&str; 8] = [
+    "--write-rate",
+    "1000",
+    "--write-burst",
+    "1000",
+    "--read-rate",
+    "1000",
+    "--read-burst",
+    "1000",
+];
 
 pub fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
