@@ -1,41 +1,74 @@
 //! Bounded load test of the service, run with `cargo bench --bench load`.
 //!
-//! In one run, on this machine: (1) the raw SQLite ceiling — one-row `INSERT` transactions
-//! with the server's pragmas, and the store's whole submit transaction without HTTP;
-//! (2) `POST /v1/humanizations` from 32 concurrent keep-alive clients against the real binary,
-//! with the queue paused (the submit path alone) and running (submits competing with the
-//! runner for the one writer); (3) cancel-to-stopped latency of running jobs. Everything
-//! talks to 127.0.0.1 only, and every loop is bounded in count and time.
+//! In one run, on this machine, printed as Markdown tables: (1) the ceilings — one-row
+//! SQLite `INSERT` transactions with the server's pragmas (and the store's whole submit
+//! transaction without HTTP), and a trivial hyper 1 route (a child process answering 200 "ok");
+//! (2) submit, GET and cancel (pending jobs, queue paused) against the real binary at 1, 32 and
+//! 256 keep-alive connections, each as a ratio to its ceiling, with the server's rate limits
+//! raised out of the way; (3) cancel-to-stopped latency of running jobs; (4) jobs drained per
+//! second by the real engine at `--workers 1` and `2`; (5) the server's resident memory with
+//! 100,000 jobs in its database while it serves GETs. Everything talks to 127.0.0.1 only, and
+//! every loop is bounded in count and time.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use veneer::service::keys;
 use veneer::service::submit::{self, NewHumanization};
 use veneer::store::accounts::{self, Bucket};
 use veneer::store::db::{Db, StoreError, new_id, now};
-use veneer::store::requests::StoredResponse;
+use veneer::store::jobs;
+use veneer::store::requests::{self, StoredResponse};
 use veneer::store::variants::{self, VariantRow};
 
 const BIN: &str = env!("CARGO_BIN_EXE_veneer");
 const VH: &str = "EVKLQQSGPGLVTPSQSLSITCTVSGFSLSDYGVHWVRQSPGQGLEWLGVIWAGGGTNYNSALMSRKSISKDNSKSQVFLKMNSLQADDTAVYYCARDKGYSYYYSMDYWGQGTSVTVSS";
 const VL: &str = "DIETLQSPASLAVSLGQRATISCRASESVEYYVTSLMQWYQQKPGQPPKLLIFAASNVESGVPARFSGSGSGTNFSLNIHPVDEDDVAMYFCQQSRKYVPYTFGGGTKLEIK";
 const CLIENTS: usize = 32;
-const PER_CLIENT: usize = 150;
-const PHASE_LIMIT: Duration = Duration::from_secs(60);
+const LEVELS: [usize; 3] = [1, 32, 256];
+const PHASE_LIMIT: Duration = Duration::from_secs(20);
+/// Set in the environment of the re-executed bench binary that serves the trivial route.
+const TRIVIAL_ENV: &str = "VENEER_LOAD_TRIVIAL_SERVER";
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
+    if std::env::var_os(TRIVIAL_ENV).is_some() {
+        trivial_server();
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
-    println!("veneer load bench ({} cores)", cores());
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "veneer load bench ({} cores); load average at start: {}",
+        cores(),
+        load().trim()
+    );
+    let began = Instant::now();
     println!();
-    raw_sqlite(dir.path());
+    let raw = raw_sqlite(dir.path());
     println!();
-    http_submits(dir.path());
+    http_routes(dir.path(), raw);
     println!();
     cancel_latency(dir.path());
+    println!();
+    println!("| drain | jobs | rate |");
+    println!("|---|---|---|");
+    drain(dir.path(), 1);
+    drain(dir.path(), 2);
+    println!();
+    println!("| memory | VmRSS |");
+    println!("|---|---|");
+    memory(dir.path());
+    println!();
+    println!(
+        "whole run {:.0} s; load average at end: {}",
+        began.elapsed().as_secs_f64(),
+        load().trim()
+    );
 }
 
 fn cores() -> usize {
@@ -54,7 +87,7 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn raw_sqlite(dir: &std::path::Path) {
+fn raw_sqlite(dir: &std::path::Path) -> f64 {
     const N: usize = 20_000;
     let path = dir.join("raw.db");
     let conn = rusqlite::Connection::open(&path).expect("open");
@@ -79,7 +112,11 @@ fn raw_sqlite(dir: &std::path::Path) {
         conn.execute_batch("COMMIT").expect("commit");
     }
     let raw = N as f64 / started.elapsed().as_secs_f64();
-    println!("raw SQLite, one-row INSERT per transaction (WAL, synchronous=NORMAL): {raw:.0} /s");
+    println!("| ceiling | figure |");
+    println!("|---|---|");
+    println!(
+        "| raw SQLite, one-row `INSERT` per transaction (WAL, `synchronous=NORMAL`), {N} rows | {raw:.0} /s |"
+    );
 
     // The store's whole submit transaction (variant and balance read, job insert, ledger
     // debit with its trigger), through the one writer, without HTTP.
@@ -108,9 +145,10 @@ fn raw_sqlite(dir: &std::path::Path) {
     let db = Arc::new(db);
     let n = 5_000;
     let started = Instant::now();
-    runtime.block_on(async {
+    let job_id = runtime.block_on(async {
+        let mut last = String::new();
         for _ in 0..n {
-            submit::submit_humanization(
+            last = submit::submit_humanization(
                 &db,
                 &org_id,
                 NewHumanization {
@@ -124,11 +162,74 @@ fn raw_sqlite(dir: &std::path::Path) {
                 },
             )
             .await
-            .expect("submit");
+            .expect("submit")
+            .1
+            .expect("a job id");
         }
+        last
     });
     let store = n as f64 / started.elapsed().as_secs_f64();
-    println!("store submit transaction, no HTTP, sequential: {store:.0} /s");
+    println!(
+        "| the store's whole submit transaction, no HTTP, sequential (not a ceiling: the submit path minus HTTP) | {store:.0} /s ({:.1} % of raw) |",
+        100.0 * store / raw
+    );
+    breakdown(&runtime, &db, &org_id, &job_id);
+    raw
+}
+
+/// What one request's pieces cost, sequentially, in this process and without HTTP: each is
+/// something the server does on every request (auth, blocking-pool hops) or every write.
+fn breakdown(runtime: &tokio::runtime::Runtime, db: &Arc<Db>, org_id: &str, job_id: &str) {
+    const N: u32 = 5_000;
+    let time = |what: &str, f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        for _ in 0..N {
+            f();
+        }
+        let each = started.elapsed() / N;
+        println!(
+            "| breakdown: {what} | {:.1} µs each ({:.0} /s) |",
+            each.as_secs_f64() * 1e6,
+            1.0 / each.as_secs_f64()
+        );
+    };
+    let (_, secret) = keys::create(db, org_id, &["read".to_string()]).expect("key");
+    time("`keys::authenticate` (SHA-256 + key lookup)", &mut || {
+        assert!(keys::authenticate(db, &secret).expect("auth").is_some());
+    });
+    time("`jobs::get` on a pooled reader", &mut || {
+        db.read(|c| jobs::get(c, org_id, job_id, None).map_err(StoreError::from))
+            .expect("get")
+            .expect("job");
+    });
+    time(
+        "`jobs::get` through `read_async` (tokio blocking-pool hop)",
+        &mut || {
+            runtime
+                .block_on(db.read_async({
+                    let (o, j) = (org_id.to_string(), job_id.to_string());
+                    move |c| jobs::get(c, &o, &j, None).map_err(StoreError::from)
+                }))
+                .expect("get")
+                .expect("job");
+        },
+    );
+    time(
+        "empty writer transaction (`BEGIN IMMEDIATE; COMMIT`)",
+        &mut || {
+            db.write(|_| Ok::<_, StoreError>(())).expect("write");
+        },
+    );
+    let day = now()[..10].to_string();
+    time(
+        "daily-quota count (`requests::count_write`, its own writer transaction)",
+        &mut || {
+            db.write(|tx| {
+                requests::count_write(tx, org_id, &day, i64::MAX).map_err(StoreError::from)
+            })
+            .expect("count");
+        },
+    );
 }
 
 /// A keep-alive HTTP/1.1 connection that understands `Content-Length` responses.
@@ -253,83 +354,438 @@ fn field<'a>(json: &'a str, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn http_submits(dir: &std::path::Path) {
+/// One request of a load phase: method, path, body, the status it must get.
+struct Req {
+    method: &'static str,
+    path: String,
+    body: String,
+    expect: u16,
+}
+
+/// What a load phase measured.
+struct Phase {
+    n: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    /// The `id` field of every answer, in no particular order.
+    ids: Vec<String>,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `conns` keep-alive connections (one thread each, connected before the clock starts) share
+/// `total` requests; each stops at the phase deadline too.
+fn drive(
+    addr: &str,
+    key: &str,
+    conns: usize,
+    total: usize,
+    request: Arc<dyn Fn(usize) -> Req + Send + Sync>,
+) -> Phase {
+    let next = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let (addr, key) = (addr.to_string(), key.to_string());
+            let (next, barrier, request) = (next.clone(), barrier.clone(), request.clone());
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&addr);
+                let mut latencies = Vec::new();
+                let mut ids = Vec::new();
+                barrier.wait();
+                let phase = Instant::now();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total || phase.elapsed() > PHASE_LIMIT {
+                        break;
+                    }
+                    let r = request(i);
+                    let t = Instant::now();
+                    let (status, text) = c.send(r.method, &r.path, &key, &r.body);
+                    latencies.push(t.elapsed());
+                    assert_eq!(status, r.expect, "{} {}: {text}", r.method, r.path);
+                    let id = field(&text, "id");
+                    if !id.is_empty() {
+                        ids.push(id.to_string());
+                    }
+                }
+                (latencies, ids)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut ids = Vec::new();
+    for t in threads {
+        let (l, i) = t.join().expect("client");
+        latencies.extend(l);
+        ids.extend(i);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Phase {
+        n: latencies.len(),
+        elapsed,
+        latencies,
+        ids,
+    }
+}
+
+/// Write requests per phase at each concurrency (capped by `PHASE_LIMIT` too).
+fn total_for(conns: usize) -> usize {
+    if conns == 1 { 1_000 } else { 4_000 }
+}
+
+/// Read requests per phase: reads are 5–30× faster, so more of them keep a phase near a
+/// second rather than tens of milliseconds.
+fn reads_for(conns: usize) -> usize {
+    if conns == 1 { 5_000 } else { 30_000 }
+}
+
+/// A minimal hyper 1 server answering 200 "ok" to everything, run as a child process (this
+/// bench binary re-executed) so that it shares the machine like the real server does.
+fn trivial_server() {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!(
+            "listening on http://{}",
+            listener.local_addr().expect("addr")
+        );
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+fn spawn_trivial() -> (std::process::Child, String) {
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .env(TRIVIAL_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn trivial server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("a line").expect("utf-8");
+        if let Some(a) = line.strip_prefix("listening on http://") {
+            break a.to_string();
+        }
+    };
+    (child, addr)
+}
+
+fn row(what: &str, conns: usize, p: &Phase, ceiling: Option<(&str, f64)>) {
+    let ratio = match ceiling {
+        Some((name, c)) => format!("{:.1} % of {name}", 100.0 * p.rate() / c),
+        None => "ceiling".to_string(),
+    };
+    println!(
+        "| {what} | {conns} | {} | {:.0} | {} | {} | {} |",
+        p.n,
+        p.rate(),
+        ms(percentile(&p.latencies, 0.50)),
+        ms(percentile(&p.latencies, 0.99)),
+        ratio
+    );
+}
+
+fn create_variant(c: &mut Client, key: &str) -> String {
+    let body = format!("{{\"name\":\"v\",\"vh\":\"{VH}\",\"vl\":\"{VL}\"}}");
+    let (status, variant) = c.send("POST", "/v1/variants", key, &body);
+    assert_eq!(status, 201, "{variant}");
+    field(&variant, "id").to_string()
+}
+
+fn submit_request(variant_id: &str) -> Arc<dyn Fn(usize) -> Req + Send + Sync> {
+    let body = format!("{{\"variant_id\":\"{variant_id}\"}}");
+    Arc::new(move |_| Req {
+        method: "POST",
+        path: "/v1/humanizations".into(),
+        body: body.clone(),
+        expect: 202,
+    })
+}
+
+/// Submit, GET and cancel at 1, 32 and 256 connections against the real binary (queue
+/// paused), beside the trivial hyper route driven by the same client.
+fn http_routes(dir: &std::path::Path, raw_insert: f64) {
+    let (mut trivial, trivial_addr) = spawn_trivial();
     let server = serve(dir, "http.db", &["--paused"]);
     let mut c = Client::connect(&server.addr);
-    let body = format!("{{\"name\":\"v\",\"vh\":\"{VH}\",\"vl\":\"{VL}\"}}");
-    let (status, variant) = c.send("POST", "/v1/variants", &server.key, &body);
-    assert_eq!(status, 201);
-    let variant_id = field(&variant, "id").to_string();
-    for (label, resume) in [
-        ("queue paused (submit path only)", false),
-        ("queue running (submits + runner share the writer)", true),
-    ] {
-        if resume {
-            let out = Command::new(BIN)
-                .arg("--db")
-                .arg(&server.db)
-                .args(["queue", "resume"])
-                .output()
-                .expect("resume");
-            assert!(out.status.success());
-            std::thread::sleep(Duration::from_millis(800));
-        }
-        let started = Instant::now();
-        let threads: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                let (addr, key) = (server.addr.clone(), server.key.clone());
-                let body = format!("{{\"variant_id\":\"{variant_id}\"}}");
-                std::thread::spawn(move || {
-                    let mut c = Client::connect(&addr);
-                    let mut latencies = Vec::with_capacity(PER_CLIENT);
-                    let phase = Instant::now();
-                    for _ in 0..PER_CLIENT {
-                        if phase.elapsed() > PHASE_LIMIT {
-                            break;
-                        }
-                        let t = Instant::now();
-                        let (status, text) = c.send("POST", "/v1/humanizations", &key, &body);
-                        assert_eq!(status, 202, "{text}");
-                        latencies.push(t.elapsed());
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        let mut all: Vec<Duration> = threads
-            .into_iter()
-            .flat_map(|t| t.join().expect("client"))
-            .collect();
-        let elapsed = started.elapsed();
-        all.sort();
-        println!(
-            "HTTP submit, {CLIENTS} clients, {label}: {} requests in {:.2} s = {:.0} /s; p50 {}, p99 {}, max {}",
-            all.len(),
-            elapsed.as_secs_f64(),
-            all.len() as f64 / elapsed.as_secs_f64(),
-            ms(percentile(&all, 0.50)),
-            ms(percentile(&all, 0.99)),
-            ms(percentile(&all, 1.0)),
+    let variant_id = create_variant(&mut c, &server.key);
+    println!("| route | connections | requests | req/s | p50 | p99 | vs ceiling |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut trivial_rates = Vec::new();
+    for conns in LEVELS {
+        let p = drive(
+            &trivial_addr,
+            &server.key,
+            conns,
+            reads_for(conns),
+            Arc::new(|_| Req {
+                method: "GET",
+                path: "/".into(),
+                body: String::new(),
+                expect: 200,
+            }),
+        );
+        row("trivial hyper route `GET /`", conns, &p, None);
+        trivial_rates.push(p.rate());
+    }
+    let _ = trivial.kill();
+    let _ = trivial.wait();
+    let mut pending = Vec::new();
+    for conns in LEVELS {
+        let p = drive(
+            &server.addr,
+            &server.key,
+            conns,
+            total_for(conns),
+            submit_request(&variant_id),
+        );
+        row(
+            "`POST /v1/humanizations`",
+            conns,
+            &p,
+            Some(("raw insert", raw_insert)),
+        );
+        pending.extend(p.ids);
+    }
+    let target = Arc::new(format!("/v1/humanizations/{}", pending[0]));
+    for (conns, ceiling) in LEVELS.into_iter().zip(&trivial_rates) {
+        let target = target.clone();
+        let p = drive(
+            &server.addr,
+            &server.key,
+            conns,
+            reads_for(conns),
+            Arc::new(move |_| Req {
+                method: "GET",
+                path: target.to_string(),
+                body: String::new(),
+                expect: 200,
+            }),
+        );
+        row(
+            "`GET /v1/humanizations/{id}`",
+            conns,
+            &p,
+            Some(("trivial route", *ceiling)),
         );
     }
-    // How fast the runner drains what was submitted (bounded wait).
+    let pending = Arc::new(pending);
+    let mut offset = 0;
+    for conns in LEVELS {
+        let total = total_for(conns).min(pending.len() - offset);
+        let (ids, base) = (pending.clone(), offset);
+        let p = drive(
+            &server.addr,
+            &server.key,
+            conns,
+            total,
+            Arc::new(move |i| Req {
+                method: "POST",
+                path: format!("/v1/humanizations/{}/cancel", ids[base + i]),
+                body: String::new(),
+                expect: 200,
+            }),
+        );
+        offset += total;
+        row(
+            "`POST /v1/humanizations/{id}/cancel` (pending)",
+            conns,
+            &p,
+            Some(("raw insert", raw_insert)),
+        );
+    }
+}
+
+fn proc_status(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim_start_matches(':').trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Jobs drained per second by the real engine (all strategies): a paused backlog, resumed.
+fn drain(dir: &std::path::Path, workers: usize) {
+    const JOBS: usize = 400;
+    let w = workers.to_string();
+    let server = serve(
+        dir,
+        &format!("drain{workers}.db"),
+        &["--paused", "--workers", &w],
+    );
+    let mut c = Client::connect(&server.addr);
+    let variant_id = create_variant(&mut c, &server.key);
+    let p = drive(
+        &server.addr,
+        &server.key,
+        CLIENTS,
+        JOBS,
+        submit_request(&variant_id),
+    );
+    assert_eq!(p.n, JOBS);
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(&server.db)
+        .args(["queue", "resume"])
+        .output()
+        .expect("resume");
+    assert!(out.status.success());
     let started = Instant::now();
-    let total = 2 * CLIENTS * PER_CLIENT;
+    let conn = rusqlite::Connection::open(&server.db).expect("open");
+    conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
+    // Stored timestamps have whole-second resolution, so the drain is timed here: from the
+    // first poll (every 5 ms) that sees a job leave `pending` to the one that sees none open.
+    let mut first_claim = None;
     loop {
-        let (_, text) = c.send("GET", "/v1/jobs?status=pending&limit=1", &server.key, "");
-        let (_, running) = c.send("GET", "/v1/jobs?status=running&limit=1", &server.key, "");
-        if text.contains("\"data\":[]") && running.contains("\"data\":[]") {
+        let pending: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM jobs WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        if first_claim.is_none() && pending < JOBS as i64 {
+            first_claim = Some(Instant::now());
+        }
+        let open: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        if open == 0 {
             break;
         }
         if started.elapsed() > Duration::from_secs(120) {
-            println!("runner: still draining after 120 s");
+            println!("| --workers {workers} | still draining after 120 s ({open} left) |");
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
+    let wall = started.elapsed();
+    let busy = first_claim.map_or(wall, |t| t.elapsed()).as_secs_f64();
+    let done: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM jobs WHERE status = 'completed'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
     println!(
-        "runner drained the backlog (up to {total} jobs, all strategies) {:.2} s after the last submit",
-        started.elapsed().as_secs_f64()
+        "| --workers {workers} | {done} of {JOBS} completed | {:.1} jobs/s (first claim → none open {busy:.2} s; {:.2} s from `queue resume` incl. the paused runner's poll) |",
+        done as f64 / busy,
+        wall.as_secs_f64()
+    );
+}
+
+/// Resident memory of the server with 100,000 jobs in its database while it serves GETs.
+fn memory(dir: &std::path::Path) {
+    const JOBS: usize = 100_000;
+    let server = serve(dir, "mem.db", &["--paused"]);
+    let pid = server.child.id();
+    let mut c = Client::connect(&server.addr);
+    let variant_id = create_variant(&mut c, &server.key);
+    let (status, job) = c.send(
+        "POST",
+        "/v1/humanizations",
+        &server.key,
+        &format!("{{\"variant_id\":\"{variant_id}\"}}"),
+    );
+    assert_eq!(status, 202);
+    let template = field(&job, "id").to_string();
+    let idle = proc_status(pid, "VmRSS");
+    // Copies of the real pending job, straight into the table (the ledger is not needed to
+    // hold rows in memory or on disk).
+    let mut conn = rusqlite::Connection::open(&server.db).expect("open");
+    conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
+    let started = Instant::now();
+    let tx = conn.transaction().expect("tx");
+    let mut ids = Vec::with_capacity(JOBS);
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO jobs (id, org_id, kind, status, stage, inputs, snapshot, credit_cost, created_at) \
+                 SELECT ?1, org_id, kind, status, stage, inputs, snapshot, credit_cost, created_at \
+                 FROM jobs WHERE id = ?2",
+            )
+            .expect("prepare");
+        for _ in 1..JOBS {
+            let id = new_id();
+            insert.execute([&id, &template]).expect("insert");
+            ids.push(id);
+        }
+    }
+    tx.commit().expect("commit");
+    ids.push(template);
+    let inserted = started.elapsed();
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .expect("count");
+    let before = proc_status(pid, "VmRSS");
+    let ids = Arc::new(ids);
+    let p = drive(
+        &server.addr,
+        &server.key,
+        CLIENTS,
+        20_000,
+        Arc::new(move |i| Req {
+            method: "GET",
+            path: if i % 100 == 0 {
+                "/v1/jobs?status=pending&limit=100".to_string()
+            } else {
+                format!("/v1/humanizations/{}", ids[(i * 7_919) % ids.len()])
+            },
+            body: String::new(),
+            expect: 200,
+        }),
+    );
+    let during = proc_status(pid, "VmRSS");
+    let peak = proc_status(pid, "VmHWM");
+    let size = std::fs::metadata(&server.db).map_or(0, |m| m.len())
+        + std::fs::metadata(server.db.with_extension("db-wal")).map_or(0, |m| m.len());
+    println!(
+        "| server RSS, fresh (1 job) | {idle} |\n\
+         | {count} jobs in the database ({:.1} MB incl. WAL; inserted by SQL in {:.2} s) | {before} |\n\
+         | after {} GETs at {CLIENTS} connections ({:.0} /s; p99 {}) on random ids + 1 % list pages | {during} (peak VmHWM {peak}) |",
+        size as f64 / 1e6,
+        inserted.as_secs_f64(),
+        p.n,
+        p.rate(),
+        ms(percentile(&p.latencies, 0.99)),
     );
 }
 
@@ -343,7 +799,7 @@ fn cancel_latency(dir: &std::path::Path) {
     let variant_id = field(&variant, "id").to_string();
     let mut sync = Vec::new();
     let mut polled = Vec::new();
-    for i in 0..20 {
+    for i in 0..60 {
         let (status, job) = c.send(
             "POST",
             "/v1/humanizations",
@@ -392,16 +848,24 @@ fn cancel_latency(dir: &std::path::Path) {
     }
     sync.sort();
     polled.sort();
-    println!(
-        "cancel of a running job, POST /v1/humanizations/{{id}}/cancel until it answers canceled: n={} p50 {}, max {}",
-        sync.len(),
-        ms(percentile(&sync, 0.5)),
-        ms(percentile(&sync, 1.0))
-    );
-    println!(
-        "cancel of a running job, POST /v1/jobs/{{id}}/cancel (202) until GET shows canceled: n={} p50 {}, max {}",
-        polled.len(),
-        ms(percentile(&polled, 0.5)),
-        ms(percentile(&polled, 1.0))
-    );
+    println!("| cancel of a running job | n | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    for (what, l) in [
+        (
+            "`POST /v1/humanizations/{id}/cancel` until it answers `canceled`",
+            &sync,
+        ),
+        (
+            "`POST /v1/jobs/{id}/cancel` (202) until `GET` shows `canceled`",
+            &polled,
+        ),
+    ] {
+        println!(
+            "| {what} | {} | {} | {} | {} |",
+            l.len(),
+            ms(percentile(l, 0.5)),
+            ms(percentile(l, 0.99)),
+            ms(percentile(l, 1.0))
+        );
+    }
 }
