@@ -2,7 +2,8 @@
 //!
 //! In one run, on this machine, printed as Markdown tables: (1) the ceilings — one-row
 //! SQLite `INSERT` transactions with the server's pragmas (and the store's whole submit
-//! transaction without HTTP), and a trivial hyper 1 route (a child process answering 200 "ok");
+//! transaction without HTTP, with what its pieces and a request's auth, blocking-pool hops
+//! and quota transaction cost), and a trivial hyper 1 route (a child process answering 200 "ok");
 //! (2) submit, GET and cancel (pending jobs, queue paused) against the real binary at 1, 32 and
 //! 256 keep-alive connections, each as a ratio to its ceiling, with the server's rate limits
 //! raised out of the way; (3) cancel-to-stopped latency of running jobs; (4) jobs drained per
@@ -173,13 +174,19 @@ fn raw_sqlite(dir: &std::path::Path) -> f64 {
         "| the store's whole submit transaction, no HTTP, sequential (not a ceiling: the submit path minus HTTP) | {store:.0} /s ({:.1} % of raw) |",
         100.0 * store / raw
     );
-    breakdown(&runtime, &db, &org_id, &job_id);
+    breakdown(&runtime, &db, &org_id, &variant_id, &job_id);
     raw
 }
 
 /// What one request's pieces cost, sequentially, in this process and without HTTP: each is
 /// something the server does on every request (auth, blocking-pool hops) or every write.
-fn breakdown(runtime: &tokio::runtime::Runtime, db: &Arc<Db>, org_id: &str, job_id: &str) {
+fn breakdown(
+    runtime: &tokio::runtime::Runtime,
+    db: &Arc<Db>,
+    org_id: &str,
+    variant_id: &str,
+    job_id: &str,
+) {
     const N: u32 = 5_000;
     let time = |what: &str, f: &mut dyn FnMut()| {
         let started = Instant::now();
@@ -220,6 +227,48 @@ fn breakdown(runtime: &tokio::runtime::Runtime, db: &Arc<Db>, org_id: &str, job_
             db.write(|_| Ok::<_, StoreError>(())).expect("write");
         },
     );
+    // The submit transaction built up one step at a time (sequential, synchronous writer).
+    for step in 1..=3 {
+        let what = match step {
+            1 => "submit transaction, reads only (variant, organization)",
+            2 => "+ the job row insert (with its snapshot)",
+            _ => "+ the ledger debit and its balance trigger (the whole submit transaction)",
+        };
+        time(what, &mut || {
+            db.write(|tx| {
+                let variant = variants::get(tx, org_id, variant_id)?.expect("variant");
+                let org = accounts::get_org(tx, org_id)?.expect("org");
+                if step >= 2 {
+                    let job = jobs::JobRow {
+                        id: new_id(),
+                        org_id: org_id.to_string(),
+                        kind: "humanization".into(),
+                        status: jobs::Status::Pending,
+                        stage: None,
+                        inputs: serde_json::json!({ "variant_id": variant.id }).to_string(),
+                        snapshot: serde_json::json!({
+                            "variant_id": variant.id, "name": variant.name,
+                            "vh": variant.vh, "vl": variant.vl,
+                        })
+                        .to_string(),
+                        credit_cost: 1,
+                        created_at: now(),
+                        started_at: None,
+                        finished_at: None,
+                        results: None,
+                        parental: None,
+                        error: None,
+                    };
+                    jobs::insert(tx, &job)?;
+                    if step >= 3 {
+                        accounts::debit(tx, &org, &job.id, 1)?;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .expect("write");
+        });
+    }
     let day = now()[..10].to_string();
     time(
         "daily-quota count (`requests::count_write`, its own writer transaction)",
