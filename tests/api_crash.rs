@@ -87,14 +87,7 @@ fn sigkill_under_load_loses_nothing_and_the_credits_add_up() {
         "10000",
     ]);
     let (_org, key) = s.new_org("crash lab", GRANT, None);
-    let r = s.as_key(
-        &key,
-        "POST",
-        "/v1/variants",
-        Some(json!({"name": "v", "vh": api_common::VH, "vl": api_common::VL})),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    let variant = id_of(&r.json);
+    let variant = s.create_variant_as(&key);
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)

@@ -64,20 +64,11 @@ fn a_failing_pipeline_ends_failed_with_a_problem_and_one_refund() {
 
 #[test]
 fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
-    let s = Arc::new(Server::start(&[
-        "--workers",
-        "8",
-        "--stage-delay-ms",
-        "3",
-        "--write-rate",
-        "1000",
-        "--write-burst",
-        "1000",
-        "--read-rate",
-        "1000",
-        "--read-burst",
-        "1000",
-    ]));
+    let args: Vec<&str> = ["--workers", "8", "--stage-delay-ms", "3"]
+        .into_iter()
+        .chain(api_common::FAST)
+        .collect();
+    let s = Arc::new(Server::start(&args));
     let variant = s.create_variant("v");
     let threads: Vec<_> = (0..8)
         .map(|t| {

@@ -25,14 +25,7 @@ fn concurrent_submits_against_the_last_credits_accept_exactly_the_balance() {
     // Paused: the accepted jobs stay pending, so nothing is refunded behind the test's back.
     let s = Arc::new(Server::start(&args(&["--paused"])));
     let (_org, key) = s.new_org("poor lab", CREDITS, None);
-    let r = s.as_key(
-        &key,
-        "POST",
-        "/v1/variants",
-        Some(json!({"name": "v", "vh": api_common::VH, "vl": api_common::VL})),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    let variant = id_of(&r.json);
+    let variant = s.create_variant_as(&key);
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let (s, key, variant) = (Arc::clone(&s), key.clone(), variant.clone());

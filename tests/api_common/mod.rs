@@ -234,6 +234,19 @@ impl Server {
         }
     }
 
+    /// A variant created with `key` (another organization's), for tests that hold several keys.
+    #[allow(dead_code)] // not every test file works with several organizations
+    pub fn create_variant_as(&self, key: &str) -> String {
+        let r = self.as_key(
+            key,
+            "POST",
+            "/v1/variants",
+            Some(serde_json::json!({"name": "v", "vh": VH, "vl": VL})),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        id_of(&r.json)
+    }
+
     pub fn ledger(&self) -> Vec<Value> {
         let r = self.get("/v1/credits/ledger?limit=100");
         assert_eq!(r.status, 200);
