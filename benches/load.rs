@@ -573,6 +573,14 @@ fn create_variant(c: &mut Client, key: &str) -> String {
     field(&variant, "id").to_string()
 }
 
+/// Submits one humanization and returns the job's id.
+fn submit_one(c: &mut Client, key: &str, variant_id: &str) -> String {
+    let body = format!("{{\"variant_id\":\"{variant_id}\"}}");
+    let (status, job) = c.send("POST", "/v1/humanizations", key, &body);
+    assert_eq!(status, 202, "{job}");
+    field(&job, "id").to_string()
+}
+
 fn submit_request(variant_id: &str) -> Arc<dyn Fn(usize) -> Req + Send + Sync> {
     let body = format!("{{\"variant_id\":\"{variant_id}\"}}");
     Arc::new(move |_| Req {
@@ -768,14 +776,7 @@ fn memory(dir: &std::path::Path) {
     let pid = server.child.id();
     let mut c = Client::connect(&server.addr);
     let variant_id = create_variant(&mut c, &server.key);
-    let (status, job) = c.send(
-        "POST",
-        "/v1/humanizations",
-        &server.key,
-        &format!("{{\"variant_id\":\"{variant_id}\"}}"),
-    );
-    assert_eq!(status, 202);
-    let template = field(&job, "id").to_string();
+    let template = submit_one(&mut c, &server.key, &variant_id);
     let idle = proc_status(pid, "VmRSS");
     // Copies of the real pending job, straight into the table (the ledger is not needed to
     // hold rows in memory or on disk).
@@ -843,20 +844,11 @@ fn cancel_latency(dir: &std::path::Path) {
     // itself takes milliseconds per strategy.
     let server = serve(dir, "cancel.db", &["--stage-delay-ms", "300"]);
     let mut c = Client::connect(&server.addr);
-    let body = format!("{{\"name\":\"v\",\"vh\":\"{VH}\",\"vl\":\"{VL}\"}}");
-    let (_, variant) = c.send("POST", "/v1/variants", &server.key, &body);
-    let variant_id = field(&variant, "id").to_string();
+    let variant_id = create_variant(&mut c, &server.key);
     let mut sync = Vec::new();
     let mut polled = Vec::new();
     for i in 0..60 {
-        let (status, job) = c.send(
-            "POST",
-            "/v1/humanizations",
-            &server.key,
-            &format!("{{\"variant_id\":\"{variant_id}\"}}"),
-        );
-        assert_eq!(status, 202);
-        let id = field(&job, "id").to_string();
+        let id = submit_one(&mut c, &server.key, &variant_id);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let (_, j) = c.send("GET", &format!("/v1/jobs/{id}"), &server.key, "");

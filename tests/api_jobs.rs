@@ -511,24 +511,18 @@ fn finalizing_refuses_cancel_and_completed_jobs_are_conflicts() {
         assert!(Instant::now() < deadline, "never reached finalizing");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let r = s
-        .req()
-        .method("POST")
-        .path(&format!("/v1/humanizations/{id}/cancel"))
-        .send();
-    assert_eq!(
-        r.problem(409, "job_cancel_unavailable")["stage"],
-        "finalizing"
-    );
-    let r = s
-        .req()
-        .method("POST")
-        .path(&format!("/v1/jobs/{id}/cancel"))
-        .send();
-    assert_eq!(
-        r.problem(409, "job_cancel_unavailable")["stage"],
-        "finalizing"
-    );
+    // Both cancel routes refuse the same way.
+    for route in [
+        format!("/v1/humanizations/{id}/cancel"),
+        format!("/v1/jobs/{id}/cancel"),
+    ] {
+        let r = s.req().method("POST").path(&route).send();
+        assert_eq!(
+            r.problem(409, "job_cancel_unavailable")["stage"],
+            "finalizing",
+            "{route}"
+        );
+    }
     let done = s.wait_status(&id, "completed", Duration::from_secs(10));
     assert_eq!(done["results"].as_array().map(Vec::len), Some(1));
     let r = s
