@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod engine;
 pub mod http;
+pub mod input;
 pub mod runner;
 pub mod service;
 pub mod store;

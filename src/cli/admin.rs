@@ -11,7 +11,7 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::cli::input::read_antibodies;
+use crate::input::read_antibodies;
 use crate::service::keys;
 use crate::service::submit::validate_chains;
 use crate::store::accounts::{self, Bucket};

@@ -10,7 +10,7 @@ use crate::engine::humanize::{AntibodyReport, Humanizer, Strategy, StrategyResul
 use crate::engine::numbering::{NumberedChain, Position, Scheme, is_kabat_cdr, number_as};
 use crate::engine::sequence::clean;
 
-use super::input::AntibodyRecord;
+use crate::input::AntibodyRecord;
 
 /// Output format of `veneer humanize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,6 +3,5 @@
 
 pub mod admin;
 pub mod humanize;
-pub mod input;
 pub mod number;
 pub mod serve;

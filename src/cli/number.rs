@@ -9,7 +9,7 @@ use crate::engine::germlines::{Germlines, closest_species};
 use crate::engine::numbering::{NumberedChain, Position, Scheme, cdr, number};
 use crate::engine::sequence::clean;
 
-use super::input::ChainRecord;
+use crate::input::ChainRecord;
 
 #[derive(Serialize)]
 struct Cdrs {

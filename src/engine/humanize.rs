@@ -156,6 +156,14 @@ pub struct AntibodyReport {
     pub liabilities: Liabilities,
     pub oasis_score: Option<OasisScore>,
     pub oasis_identity: OasisIdentity,
+    /// Per residue, in sequence order, the fraction of the 9-mers covering it that are human
+    /// (what `oasis_score` summarises), to 4 decimals (each is k/n with n <= 9, so nothing a
+    /// plot shows is lost); empty for a chain shorter than 9 residues.
+    pub oasis_residue_scores: PerChain<Vec<f64>>,
+    /// The Kabat numbering of each chain, `[label, residue]` in sequence order, as `veneer
+    /// number` prints it: what liabilities and mutations are labelled by, so an alignment can
+    /// be drawn from the report alone.
+    pub numbering: PerChain<Vec<(String, char)>>,
     pub germlines: PerChain<GermlinePair>,
     pub germline_content: PerChain<f64>,
 }
@@ -315,6 +323,14 @@ impl<'a> Humanizer<'a> {
                 vl: oasis_vl.as_ref().and_then(ChainOasis::identity),
                 antibody: pooled_oasis_identity(&oasis),
             },
+            oasis_residue_scores: PerChain {
+                vh: four_decimals(oasis_vh.residue_scores()),
+                vl: oasis_vl.as_ref().map(|c| four_decimals(c.residue_scores())),
+            },
+            numbering: PerChain {
+                vh: kabat_labels(vh),
+                vl: vl.map(kabat_labels),
+            },
             germlines: PerChain {
                 vh: germlines(vh),
                 vl: vl.map(germlines),
@@ -325,6 +341,21 @@ impl<'a> Humanizer<'a> {
             },
         }
     }
+}
+
+fn four_decimals(scores: Vec<f64>) -> Vec<f64> {
+    scores
+        .into_iter()
+        .map(|x| (x * 10_000.0).round() / 10_000.0)
+        .collect()
+}
+
+fn kabat_labels(chain: &ChainFacts) -> Vec<(String, char)> {
+    chain
+        .kabat
+        .iter()
+        .map(|&(position, residue)| (position.label(chain.chain_type), residue as char))
+        .collect()
 }
 
 fn text(residues: &[u8]) -> String {

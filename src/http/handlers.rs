@@ -17,7 +17,7 @@ use super::router::Endpoint;
 use super::{App, Ctx, HttpResponse, views};
 use crate::runner::CancelOutcome;
 use crate::service::submit::{
-    self, HUMANIZATION, IdempotencyKey, NewHumanization, NewVariant, Outcome,
+    self, HUMANIZATION, IdempotencyKey, NewHumanization, NewVariant, Outcome, VariantImport,
 };
 use crate::store::accounts;
 use crate::store::db::StoreError;
@@ -95,6 +95,7 @@ pub async fn authenticated(
         Endpoint::ListLedger => list_ledger(app, &ctx).await,
         Endpoint::ListVariants => list_variants(app, &ctx).await,
         Endpoint::CreateVariant => create_variant(app, &ctx).await,
+        Endpoint::ImportVariants => import_variants(app, &ctx).await,
         Endpoint::GetVariant => get_variant(app, &ctx).await,
         Endpoint::DeleteVariant => delete_variant(app, &ctx).await,
         Endpoint::ListHumanizations => list_jobs(app, &ctx, Some(HUMANIZATION)).await,
@@ -104,9 +105,12 @@ pub async fn authenticated(
         Endpoint::ListJobs => list_jobs(app, &ctx, None).await,
         Endpoint::GetJob => get_job(app, &ctx).await,
         Endpoint::CancelJob => cancel_job(app, &ctx).await,
-        Endpoint::Healthz | Endpoint::Readyz | Endpoint::Metrics | Endpoint::OpenApi => {
-            operator(app, endpoint).await
-        }
+        Endpoint::Healthz
+        | Endpoint::Readyz
+        | Endpoint::Metrics
+        | Endpoint::OpenApi
+        | Endpoint::WebPage
+        | Endpoint::WebAsset => operator(app, endpoint).await,
     }
 }
 
@@ -338,6 +342,31 @@ async fn create_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiEr
                 Some(format!("/v1/variants/{}", row.id)),
             )
         },
+    )
+    .await?;
+    Ok(match outcome {
+        Outcome::Created(r) => from_stored(&r, false),
+        Outcome::Replayed(r) => from_stored(&r, true),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportVariantsBody {
+    content: String,
+}
+
+async fn import_variants(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let body: ImportVariantsBody = parse_body(ctx.body.as_ref())?;
+    let idem = idempotency_key(app, &ctx.headers, "/v1/variants/import")?;
+    let outcome = submit::import_variants(
+        &app.db,
+        ctx.org_id(),
+        VariantImport {
+            content: body.content,
+        },
+        idem,
+        |records| stored(StatusCode::OK, &views::variant_import(records), None),
     )
     .await?;
     Ok(match outcome {

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod problem;
 pub mod router;
 pub mod views;
+pub mod web;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -177,6 +178,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Http
         Err((e, limit)) => (e.into_response(&path, &request_id), limit),
     };
     let headers = response.headers_mut();
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
@@ -210,6 +212,15 @@ async fn dispatch(
 ) -> Dispatched {
     let route = route.ok_or((ApiError::NotFound, None))?;
     let endpoint = route.endpoint(req.method()).map_err(|e| (e, None))?;
+    match (&route, endpoint) {
+        (Route::WebPage, _) => return Ok((web::page(req.headers()), None)),
+        (Route::WebAsset(name), _) => {
+            return web::asset(name, req.headers())
+                .map(|r| (r, None))
+                .map_err(|e| (e, None));
+        }
+        _ => {}
+    }
     if !endpoint.authenticated() {
         return handlers::operator(app, endpoint)
             .await

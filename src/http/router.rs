@@ -13,6 +13,7 @@ pub enum Route {
     Organization,
     Ledger,
     Variants,
+    VariantImport,
     Variant(String),
     Humanizations,
     Humanization(String),
@@ -20,6 +21,10 @@ pub enum Route {
     Jobs,
     Job(String),
     JobCancel(String),
+    /// A screen of the web app (`/`, `/variants`, `/jobs/{id}`, …): its one HTML page.
+    WebPage,
+    /// A file of the web app under `/assets/`.
+    WebAsset(String),
 }
 
 /// What an endpoint costs against the rate limit and quota (SPEC §8).
@@ -40,6 +45,7 @@ pub enum Endpoint {
     ListLedger,
     ListVariants,
     CreateVariant,
+    ImportVariants,
     GetVariant,
     DeleteVariant,
     ListHumanizations,
@@ -49,6 +55,8 @@ pub enum Endpoint {
     ListJobs,
     GetJob,
     CancelJob,
+    WebPage,
+    WebAsset,
 }
 
 impl Endpoint {
@@ -57,10 +65,10 @@ impl Endpoint {
     pub fn scope(self) -> Option<&'static str> {
         use Endpoint::*;
         match self {
-            Healthz | Readyz | Metrics | OpenApi | GetOrganization => None,
+            Healthz | Readyz | Metrics | OpenApi | WebPage | WebAsset | GetOrganization => None,
             ListLedger => Some("credits:read"),
             ListVariants | GetVariant => Some("variants:read"),
-            CreateVariant | DeleteVariant => Some("variants:write"),
+            CreateVariant | ImportVariants | DeleteVariant => Some("variants:write"),
             ListHumanizations | GetHumanization => Some("humanizations:read"),
             SubmitHumanization => Some("humanizations:write"),
             CancelHumanization | CancelJob => Some("jobs:cancel"),
@@ -72,23 +80,30 @@ impl Endpoint {
     pub fn authenticated(self) -> bool {
         !matches!(
             self,
-            Endpoint::Healthz | Endpoint::Readyz | Endpoint::Metrics | Endpoint::OpenApi
+            Endpoint::Healthz
+                | Endpoint::Readyz
+                | Endpoint::Metrics
+                | Endpoint::OpenApi
+                | Endpoint::WebPage
+                | Endpoint::WebAsset
         )
     }
 
     pub fn class(self) -> CostClass {
         use Endpoint::*;
         match self {
-            CreateVariant | DeleteVariant | SubmitHumanization | CancelHumanization | CancelJob => {
-                CostClass::Write
-            }
+            CreateVariant | ImportVariants | DeleteVariant | SubmitHumanization
+            | CancelHumanization | CancelJob => CostClass::Write,
             _ => CostClass::Read,
         }
     }
 
     /// Whether the endpoint reads a JSON body.
     pub fn has_body(self) -> bool {
-        matches!(self, Endpoint::CreateVariant | Endpoint::SubmitHumanization)
+        matches!(
+            self,
+            Endpoint::CreateVariant | Endpoint::ImportVariants | Endpoint::SubmitHumanization
+        )
     }
 
     /// Query parameters the endpoint accepts; any other is a 400.
@@ -116,7 +131,12 @@ impl Route {
             ["openapi.json"] => Route::OpenApi,
             ["v1", "organization"] => Route::Organization,
             ["v1", "credits", "ledger"] => Route::Ledger,
+            [""] => Route::WebPage,
+            [screen] if super::web::is_screen(screen) => Route::WebPage,
+            ["jobs", j] if !j.is_empty() => Route::WebPage,
+            ["assets", name] if !name.is_empty() => Route::WebAsset(id(name)),
             ["v1", "variants"] => Route::Variants,
+            ["v1", "variants", "import"] => Route::VariantImport,
             ["v1", "variants", v] if !v.is_empty() => Route::Variant(id(v)),
             ["v1", "humanizations"] => Route::Humanizations,
             ["v1", "humanizations", h] if !h.is_empty() => Route::Humanization(id(h)),
@@ -140,6 +160,7 @@ impl Route {
             Route::Organization => "/v1/organization",
             Route::Ledger => "/v1/credits/ledger",
             Route::Variants => "/v1/variants",
+            Route::VariantImport => "/v1/variants/import",
             Route::Variant(_) => "/v1/variants/{id}",
             Route::Humanizations => "/v1/humanizations",
             Route::Humanization(_) => "/v1/humanizations/{id}",
@@ -147,6 +168,8 @@ impl Route {
             Route::Jobs => "/v1/jobs",
             Route::Job(_) => "/v1/jobs/{id}",
             Route::JobCancel(_) => "/v1/jobs/{id}/cancel",
+            Route::WebPage => "/{screen}",
+            Route::WebAsset(_) => "/assets/{name}",
         }
     }
 
@@ -154,7 +177,7 @@ impl Route {
         match self {
             Route::Variants | Route::Humanizations => &["GET", "POST"],
             Route::Variant(_) => &["GET", "DELETE"],
-            Route::HumanizationCancel(_) | Route::JobCancel(_) => &["POST"],
+            Route::HumanizationCancel(_) | Route::JobCancel(_) | Route::VariantImport => &["POST"],
             _ => &["GET"],
         }
     }
@@ -170,6 +193,7 @@ impl Route {
             (Route::Ledger, "GET") => E::ListLedger,
             (Route::Variants, "GET") => E::ListVariants,
             (Route::Variants, "POST") => E::CreateVariant,
+            (Route::VariantImport, "POST") => E::ImportVariants,
             (Route::Variant(_), "GET") => E::GetVariant,
             (Route::Variant(_), "DELETE") => E::DeleteVariant,
             (Route::Humanizations, "GET") => E::ListHumanizations,
@@ -179,6 +203,8 @@ impl Route {
             (Route::Jobs, "GET") => E::ListJobs,
             (Route::Job(_), "GET") => E::GetJob,
             (Route::JobCancel(_), "POST") => E::CancelJob,
+            (Route::WebPage, "GET") => E::WebPage,
+            (Route::WebAsset(_), "GET") => E::WebAsset,
             _ => return Err(ApiError::MethodNotAllowed(self.allowed())),
         };
         Ok(endpoint)

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use crate::service::ServiceError;
+use crate::service::submit::ImportedRecord;
 use crate::store::accounts::{LedgerEntry, Organization};
 use crate::store::jobs::{JobRow, Status};
 use crate::store::variants::VariantRow;
@@ -81,5 +83,42 @@ pub fn list<T>(mut rows: Vec<T>, limit: usize, render: impl Fn(&T) -> Value) -> 
         "object": "list",
         "data": rows.iter().map(render).collect::<Vec<_>>(),
         "has_more": has_more,
+    })
+}
+
+/// What `POST /v1/variants/import` made of each record of the file, in file order.
+pub fn variant_import(records: &[ImportedRecord]) -> Value {
+    let created = records.iter().filter(|r| r.outcome.is_ok()).count();
+    let data: Vec<Value> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match &r.outcome {
+            Ok(row) => json!({
+                "index": i,
+                "name": r.name,
+                "status": "created",
+                "variant": variant(row),
+                "error": Value::Null,
+            }),
+            Err(e) => {
+                let code = match e {
+                    ServiceError::InvalidSequence(_) => "invalid_sequence",
+                    _ => "invalid_request",
+                };
+                json!({
+                    "index": i,
+                    "name": r.name,
+                    "status": "failed",
+                    "variant": Value::Null,
+                    "error": { "code": code, "detail": e.to_string() },
+                })
+            }
+        })
+        .collect();
+    json!({
+        "object": "variant_import",
+        "created": created,
+        "failed": records.len() - created,
+        "records": data,
     })
 }

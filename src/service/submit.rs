@@ -95,9 +95,31 @@ pub async fn create_variant(
 ) -> Result<Outcome, ServiceError> {
     let print = fingerprint(&request);
     let org = org_id.to_string();
+    let key = idempotency.clone();
+    with_reserved_key(db, org_id, print, idempotency, move || {
+        register_variant(db, org, request, key, render)
+    })
+    .await
+}
+
+/// Runs `create` under an idempotency key reserved in its own transaction first (numbering
+/// happens outside the writer), so a concurrent request with the key sees the reservation.
+/// `create` stores its response under the key in the transaction that creates its rows; a
+/// `create` that fails releases the key, so a request that created nothing does not consume it.
+async fn with_reserved_key<F, Fut>(
+    db: &Arc<Db>,
+    org_id: &str,
+    print: String,
+    idempotency: Option<IdempotencyKey>,
+    create: F,
+) -> Result<Outcome, ServiceError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<StoredResponse, ServiceError>>,
+{
+    let org = org_id.to_string();
     if let Some(idem) = idempotency.clone() {
         let org = org.clone();
-        let print = print.clone();
         let replay = db
             .write_async(move |tx| {
                 let scope = scope_of(&org, &idem);
@@ -112,17 +134,115 @@ pub async fn create_variant(
             return Ok(Outcome::Replayed(response));
         }
     }
-    let created = register_variant(db, org.clone(), request, idempotency.clone(), render).await;
+    let created = create().await;
     if created.is_err()
         && let Some(idem) = idempotency
     {
-        // A request that created nothing does not consume its key.
         db.write_async(move |tx| {
             requests::release_key(tx, &scope_of(&org, &idem)).map_err(StoreError::from)
         })
         .await?;
     }
     created.map(Outcome::Created)
+}
+
+/// The longest variant name, in characters (SPEC §5).
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// A variant name as stored (trimmed), or why it cannot be one.
+fn checked_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("name: must not be empty".into());
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(format!(
+            "name: must be at most {MAX_NAME_CHARS} characters, not {chars}"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name: must not contain control characters".into());
+    }
+    Ok(name.to_string())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantImport {
+    pub content: String,
+}
+
+/// One record of an imported file: the variant it registered, or why it was refused.
+#[derive(Debug)]
+pub struct ImportedRecord {
+    pub name: String,
+    pub outcome: Result<VariantRow, ServiceError>,
+}
+
+/// Registers every valid antibody of a FASTA or CSV file (the formats of `veneer variants
+/// import`) in one transaction; each invalid record is reported with its reason and blocks
+/// none of the others. A file that is not FASTA or CSV at all is `InvalidRequest`.
+pub async fn import_variants(
+    db: &Arc<Db>,
+    org_id: &str,
+    request: VariantImport,
+    idempotency: Option<IdempotencyKey>,
+    render: impl Fn(&[ImportedRecord]) -> StoredResponse + Send + 'static,
+) -> Result<Outcome, ServiceError> {
+    let print = fingerprint(&request);
+    let org = org_id.to_string();
+    let key = idempotency.clone();
+    with_reserved_key(db, org_id, print, idempotency, move || async move {
+        let checked_org = org.clone();
+        let records = tokio::task::spawn_blocking(move || check_import(&checked_org, &request.content))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        db.write_async(move |tx| {
+            for row in records.iter().filter_map(|r| r.outcome.as_ref().ok()) {
+                variants::insert(tx, row)?;
+            }
+            let response = render(&records);
+            if let Some(idem) = &key {
+                requests::complete_key(tx, &scope_of(&org, idem), &response)?;
+            }
+            Ok::<_, ServiceError>(response)
+        })
+        .await
+    })
+    .await
+}
+
+fn check_import(org_id: &str, content: &str) -> Result<Vec<ImportedRecord>, ServiceError> {
+    let records = crate::input::parse_antibodies(content, "content")
+        .map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
+    Ok(records
+        .into_iter()
+        .map(|record| {
+            let outcome = (|| {
+                let name = checked_name(&record.name).map_err(ServiceError::InvalidRequest)?;
+                let (vh, vl) = record.chains.map_err(ServiceError::InvalidRequest)?;
+                let vl = vl.ok_or_else(|| {
+                    ServiceError::InvalidSequence(
+                        "VL: missing; a variant needs both chains".into(),
+                    )
+                })?;
+                let (vh, vl, vl_type) = validate_chains(&vh, &vl)?;
+                Ok(VariantRow {
+                    id: new_id(),
+                    org_id: org_id.to_string(),
+                    name,
+                    vh,
+                    vl,
+                    vl_chain_type: vl_type.to_string(),
+                    created_at: now(),
+                })
+            })();
+            ImportedRecord {
+                name: record.name,
+                outcome,
+            }
+        })
+        .collect())
 }
 
 fn scope_of<'a>(org_id: &'a str, idem: &'a IdempotencyKey) -> IdempotencyScope<'a> {
@@ -141,11 +261,7 @@ async fn register_variant(
     idempotency: Option<IdempotencyKey>,
     render: impl Fn(&VariantRow) -> StoredResponse + Send + 'static,
 ) -> Result<StoredResponse, ServiceError> {
-    if request.name.trim().is_empty() {
-        return Err(ServiceError::InvalidRequest(
-            "name: must not be empty".into(),
-        ));
-    }
+    let name = checked_name(&request.name).map_err(ServiceError::InvalidRequest)?;
     // Numbering is CPU work: keep it off the async threads.
     let (vh, vl, vl_type) =
         tokio::task::spawn_blocking(move || validate_chains(&request.vh, &request.vl))
@@ -154,7 +270,7 @@ async fn register_variant(
     let row = VariantRow {
         id: new_id(),
         org_id,
-        name: request.name.trim().to_string(),
+        name,
         vh,
         vl,
         vl_chain_type: vl_type.to_string(),

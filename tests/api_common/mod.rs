@@ -25,6 +25,7 @@ pub struct Server {
     /// The bootstrap key (printed on the first start only).
     pub key: String,
     args: Vec<String>,
+    listen: String,
 }
 
 impl Server {
@@ -39,6 +40,12 @@ impl Server {
 
     /// Starts a server on a new database with extra `serve` flags.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_listening("127.0.0.1:0", args)
+    }
+
+    /// The same on a fixed address, so a restart (`spawn` again) comes back where clients
+    /// left it.
+    pub fn start_listening(listen: &str, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = Server {
             dir,
@@ -46,6 +53,7 @@ impl Server {
             addr: String::new(),
             key: String::new(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            listen: listen.to_string(),
         };
         let key = server.spawn();
         server.key = key.expect("first start prints an api key");
@@ -56,7 +64,7 @@ impl Server {
     pub fn spawn(&mut self) -> Option<String> {
         let mut child = Command::new(BIN)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--db"])
+            .args(["--listen", &self.listen, "--db"])
             .arg(self.db())
             .args(&self.args)
             .stdout(Stdio::piped())

@@ -1,4 +1,5 @@
-//! Reading antibodies and chains from the files users hand to the offline commands.
+//! Reading antibodies and chains from the files users hand to the offline commands and to
+//! `POST /v1/variants/import`.
 //!
 //! Two formats, told apart by their first non-blank character: FASTA (`>`) or CSV with a header
 //! naming `name,vh,vl` (other columns are ignored). A problem with one record is kept with that
@@ -96,14 +97,19 @@ pub fn read_chains(path: &str) -> Result<Vec<ChainRecord>, InputError> {
 
 /// Antibodies for `veneer humanize` and `veneer variants import`.
 pub fn read_antibodies(path: &str) -> Result<Vec<AntibodyRecord>, InputError> {
-    let text = read_text(path)?;
+    parse_antibodies(&read_text(path)?, path)
+}
+
+/// Antibodies from a file's text (`source` names it in messages): the same formats as
+/// `read_antibodies`, for files that arrive another way (`POST /v1/variants/import`).
+pub fn parse_antibodies(text: &str, path: &str) -> Result<Vec<AntibodyRecord>, InputError> {
     if text.trim().is_empty() {
         return Err(InputError(format!("{path} is empty")));
     }
-    let antibodies = if is_fasta(&text) {
-        pair_fasta(fasta_records(&text, path)?)
+    let antibodies = if is_fasta(text) {
+        pair_fasta(fasta_records(text, path)?)
     } else {
-        read_csv(&text, path)?
+        read_csv(text, path)?
     };
     if antibodies.is_empty() {
         return Err(InputError(format!("{path} holds no antibodies")));
