@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use veneer::cli::humanize::Format;
-use veneer::input::{AntibodyRecord, ChainRecord, read_antibodies, read_chains};
 use veneer::engine::humanize::{Humanizer, Strategy};
 use veneer::engine::humanness::{HumanPeptides, OasisSet};
 use veneer::engine::numbering::Scheme;
+use veneer::input::{AntibodyRecord, ChainRecord, read_antibodies, read_chains};
 use veneer::store::oasis_db::{OasisDb, OasisThreshold};
 
 #[derive(Parser)]

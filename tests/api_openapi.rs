@@ -24,6 +24,11 @@ const SPEC: &[(&str, &str, &[u16])] = &[
         "/v1/variants",
         &[201, 400, 401, 403, 409, 413, 415, 422, 429, 503],
     ),
+    (
+        "post",
+        "/v1/variants/import",
+        &[200, 400, 401, 403, 409, 413, 415, 429, 503],
+    ),
     ("get", "/v1/variants/{id}", &[200, 404]),
     ("delete", "/v1/variants/{id}", &[204, 404]),
     ("get", "/v1/humanizations", &[200, 400]),
@@ -245,6 +250,16 @@ fn live_responses_match_their_documented_schemas() {
         &s.get(&format!("/v1/variants/{variant}")),
     );
     check("get", "/v1/variants", &s.get("/v1/variants"));
+    let csv = format!(
+        "name,vh,vl\nb,{},{}\nc,EVQ!,DIQ\n",
+        api_common::VH,
+        api_common::VL
+    );
+    check(
+        "post",
+        "/v1/variants/import",
+        &s.post("/v1/variants/import", &json!({ "content": csv })),
+    );
     let job = s.post("/v1/humanizations", &json!({"variant_id": variant}));
     check("post", "/v1/humanizations", &job);
     let id = job.json["id"].as_str().expect("id").to_string();

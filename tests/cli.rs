@@ -369,3 +369,32 @@ fn unknown_strategies_are_refused_before_any_work() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown strategy \"magic\""));
 }
+
+/// `number` on hundreds of chains draws a progress bar when stderr is a terminal (here a
+/// pseudo-terminal from util-linux `script`) and writes nothing to a stderr that is a pipe.
+#[test]
+fn a_long_run_shows_progress_on_a_terminal_only() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chains.fasta");
+    let piped = veneer(&["number", "--input", fixtures], None);
+    assert!(piped.status.success());
+    assert!(
+        piped.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping the terminal half: util-linux `script` is not installed");
+        return;
+    }
+    let on_terminal = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} number --input {fixtures} > /dev/null"),
+            "/dev/null",
+        ])
+        .output()
+        .expect("run under script");
+    assert!(on_terminal.status.success());
+    let drawn = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(drawn.contains("/518 chains"), "{drawn}");
+}

@@ -46,7 +46,11 @@ impl Drop for Driver {
 struct BrowserLog;
 
 impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
 
@@ -180,7 +184,9 @@ impl Browser {
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"));
-        el.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        el.click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     async fn collect_console(&mut self) {
@@ -238,9 +244,16 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     // ---- the page itself: headers a browser enforces ----
     let page = server.req().path("/jobs").key(None).send();
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap_or("").starts_with("text/html"));
+    assert!(
+        page.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/html")
+    );
     let csp = page.header("content-security-policy").unwrap_or("");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     let etag = page.header("etag").expect("an ETag").to_string();
     let again = server
@@ -251,27 +264,56 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         .send();
     assert_eq!(again.status, 304);
     let js = server.req().path("/assets/main.js").key(None).send();
-    assert!(js.header("content-type").unwrap_or("").starts_with("text/javascript"));
-    assert_eq!(server.req().path("/assets/nope.js").key(None).send().status, 404);
+    assert!(
+        js.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/javascript")
+    );
+    assert_eq!(
+        server.req().path("/assets/nope.js").key(None).send().status,
+        404
+    );
 
     // ---- sign-in: a wrong key is refused with a message ----
     b.goto("/").await;
-    b.until("location.pathname === '/signin'", Duration::from_secs(10), "/ sends a stranger to sign-in")
+    b.until(
+        "location.pathname === '/signin'",
+        Duration::from_secs(10),
+        "/ sends a stranger to sign-in",
+    )
+    .await;
+    b.fill("#api-key", "vnr_this_key_does_not_exist_0000000000")
         .await;
-    b.fill("#api-key", "vnr_this_key_does_not_exist_0000000000").await;
     b.click("#signin-form button[type=submit]").await;
     expected_statuses.push(401);
     let refused = b.text("#key-error").await;
     assert!(refused.contains("refused"), "{refused}");
     b.fill("#api-key", &server.key).await;
     b.click("#signin-form button[type=submit]").await;
-    b.until("location.pathname === '/variants'", Duration::from_secs(10), "signed in")
-        .await;
+    b.until(
+        "location.pathname === '/variants'",
+        Duration::from_secs(10),
+        "signed in",
+    )
+    .await;
     let stored: Value = b
-        .js("return Object.keys(sessionStorage).map(k => sessionStorage.getItem(k))", vec![])
+        .js(
+            "return Object.keys(sessionStorage).map(k => sessionStorage.getItem(k))",
+            vec![],
+        )
         .await;
-    assert!(stored.to_string().contains(&server.key), "the key is kept in sessionStorage");
-    assert!(!b.client.current_url().await.expect("url").as_str().contains("vnr_"));
+    assert!(
+        stored.to_string().contains(&server.key),
+        "the key is kept in sessionStorage"
+    );
+    assert!(
+        !b.client
+            .current_url()
+            .await
+            .expect("url")
+            .as_str()
+            .contains("vnr_")
+    );
 
     // ---- register: a pasted sequence is cleaned, a bad one shows the API's reason ----
     let pasted_vh: String = VH
@@ -290,12 +332,18 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     let variants = server.get("/v1/variants").json;
     let anticd28 = variants["data"][0].clone();
     assert_eq!(anticd28["name"], "AntiCD28");
-    assert_eq!(anticd28["vh"], VH, "the pasted VH was cleaned as the API cleans it");
+    assert_eq!(
+        anticd28["vh"], VH,
+        "the pasted VH was cleaned as the API cleans it"
+    );
     let anticd28_id = id_of(&anticd28);
 
     let bad_vh = format!("{}*{}", &VH[..40], &VH[40..]);
     let api_reason = server
-        .post("/v1/variants", &json!({"name": "bad", "vh": bad_vh, "vl": VL}))
+        .post(
+            "/v1/variants",
+            &json!({"name": "bad", "vh": bad_vh, "vl": VL}),
+        )
         .problem(422, "invalid_sequence")["detail"]
         .as_str()
         .expect("detail")
@@ -307,7 +355,14 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     expected_statuses.push(422);
     let shown = b.text("#vh-error").await;
     assert_eq!(shown, api_reason, "the 422 reason is shown beside VH");
-    assert_eq!(b.js("return document.querySelector('#vl-error').textContent", vec![]).await, "");
+    assert_eq!(
+        b.js(
+            "return document.querySelector('#vl-error').textContent",
+            vec![]
+        )
+        .await,
+        ""
+    );
 
     // A name that is markup stays text everywhere it is listed.
     b.fill("#variant-name", XSS_NAME).await;
@@ -353,12 +408,20 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         .await;
     assert_eq!(outcomes[0][0], "created", "{outcomes}");
     assert_eq!(outcomes[1][0], "failed", "{outcomes}");
-    assert!(outcomes[1][1].as_str().unwrap_or("").contains("VH:"), "{outcomes}");
+    assert!(
+        outcomes[1][1].as_str().unwrap_or("").contains("VH:"),
+        "{outcomes}"
+    );
 
     // ---- humanize: a double click submits once and charges once ----
     let before = server.ledger().len();
     b.goto(&format!("/humanize?variant={anticd28_id}")).await;
-    b.until("document.querySelector('#submit-humanizations')", Duration::from_secs(10), "humanize screen").await;
+    b.until(
+        "document.querySelector('#submit-humanizations')",
+        Duration::from_secs(10),
+        "humanize screen",
+    )
+    .await;
     b.until(
         &format!("document.getElementById('pick-{anticd28_id}')?.checked"),
         Duration::from_secs(10),
@@ -368,7 +431,12 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     b.js("const b = document.querySelector('#submit-humanizations'); b.click(); b.click(); return true", vec![])
         .await;
     let row = "#submitted tbody tr";
-    b.until(&format!("document.querySelector('{row}')"), Duration::from_secs(10), "the job is listed").await;
+    b.until(
+        &format!("document.querySelector('{row}')"),
+        Duration::from_secs(10),
+        "the job is listed",
+    )
+    .await;
     b.until(
         &format!("document.querySelector('{row}').dataset.status === 'completed'"),
         Duration::from_secs(60),
@@ -376,13 +444,26 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     )
     .await;
     let jobs = server.get("/v1/humanizations").json;
-    assert_eq!(jobs["data"].as_array().map(Vec::len), Some(1), "one job for a double click");
-    assert_eq!(server.ledger().len(), before + 1, "one debit for a double click");
+    assert_eq!(
+        jobs["data"].as_array().map(Vec::len),
+        Some(1),
+        "one job for a double click"
+    );
+    assert_eq!(
+        server.ledger().len(),
+        before + 1,
+        "one debit for a double click"
+    );
     let job_id = id_of(&jobs["data"][0]);
 
     // ---- the job page: the alignment is exactly what `veneer humanize` prints ----
     b.goto(&format!("/jobs/{job_id}")).await;
-    b.until("document.querySelector('#summary')", Duration::from_secs(20), "the job page").await;
+    b.until(
+        "document.querySelector('#summary')",
+        Duration::from_secs(20),
+        "the job page",
+    )
+    .await;
     let offline = humanize_offline();
     let results = offline["results"].as_array().expect("results");
     assert_eq!(results.len(), 3);
@@ -407,9 +488,15 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         assert_eq!(shown["VL"], r["humanized_vl"], "{strategy} VL");
         for chain in ["vh", "vl"] {
             let count = b
-                .text(&format!("#summary tr[data-field=mutations_{chain}] td[data-strategy={strategy}]"))
+                .text(&format!(
+                    "#summary tr[data-field=mutations_{chain}] td[data-strategy={strategy}]"
+                ))
                 .await;
-            assert_eq!(count, r["mutations"][chain].to_string(), "{strategy} {chain} mutations");
+            assert_eq!(
+                count,
+                r["mutations"][chain].to_string(),
+                "{strategy} {chain} mutations"
+            );
         }
         let marked = b
             .js(
@@ -419,7 +506,11 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
             .await;
         let listed = r["mutation_list"]["vh"].as_array().map_or(0, Vec::len)
             + r["mutation_list"]["vl"].as_array().map_or(0, Vec::len);
-        assert_eq!(marked, json!(listed), "{strategy}: every listed mutation is marked");
+        assert_eq!(
+            marked,
+            json!(listed),
+            "{strategy}: every listed mutation is marked"
+        );
         b.until(
             &format!("document.querySelectorAll('#panel-{strategy} .plot canvas').length === 2"),
             Duration::from_secs(10),
@@ -435,14 +526,24 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         .expect("parental numbering")
         .iter()
         .filter_map(|p| p[0].as_str())
-        .map(|label| label[1..].trim_end_matches(|c: char| c.is_ascii_alphabetic()).parse().expect("a Kabat number"))
+        .map(|label| {
+            label[1..]
+                .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                .parse()
+                .expect("a Kabat number")
+        })
         .collect();
     let in_cdr = numbers
         .iter()
         .filter(|&&n| (31..=35).contains(&n) || (50..=65).contains(&n) || (95..=102).contains(&n))
         .count();
-    let vernier_numbers = [2, 27, 28, 29, 30, 47, 48, 49, 67, 69, 71, 73, 78, 93, 94, 103];
-    let at_vernier = numbers.iter().filter(|n| vernier_numbers.contains(n)).count();
+    let vernier_numbers = [
+        2, 27, 28, 29, 30, 47, 48, 49, 67, 69, 71, 73, 78, 93, 94, 103,
+    ];
+    let at_vernier = numbers
+        .iter()
+        .filter(|n| vernier_numbers.contains(n))
+        .count();
     let shaded = b
         .js("return document.querySelectorAll('#panel-sapiens [data-chain=VH] [data-row=parental] .res.cdr').length", vec![])
         .await;
@@ -468,7 +569,10 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     for r in api_job["results"].as_array().expect("results") {
         for (chain, field) in [("VH", "humanized_vh"), ("VL", "humanized_vl")] {
             let seq = r[field].as_str().expect("sequence");
-            expected_fasta.push_str(&format!(">AntiCD28_{} {chain}\n", r["strategy"].as_str().unwrap_or("")));
+            expected_fasta.push_str(&format!(
+                ">AntiCD28_{} {chain}\n",
+                r["strategy"].as_str().unwrap_or("")
+            ));
             for line in seq.as_bytes().chunks(60) {
                 expected_fasta.push_str(&String::from_utf8_lossy(line));
                 expected_fasta.push('\n');
@@ -477,7 +581,18 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     }
     assert_eq!(fasta, json!(expected_fasta));
 
+    // A tall window, so the picture shows the summary, an alignment and the plots together.
+    b.client.set_window_size(1280, 2300).await.expect("resize");
+    b.click("#tab-cdr_grafting_vernier").await;
+    b.until(
+        "document.querySelectorAll('#panel-cdr_grafting_vernier .plot canvas').length === 2",
+        Duration::from_secs(10),
+        "plots drawn",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let png = b.client.screenshot().await.expect("screenshot");
+    b.client.set_window_size(1280, 1000).await.expect("resize");
     let path = screenshot_path();
     std::fs::create_dir_all(path.parent().expect("dir")).expect("screenshot dir");
     std::fs::write(&path, &png).expect("write screenshot");
@@ -501,12 +616,18 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     )
     .await;
     let cancel_id = b
-        .js(&format!("return document.querySelector('{newest}').dataset.job"), vec![])
+        .js(
+            &format!("return document.querySelector('{newest}').dataset.job"),
+            vec![],
+        )
         .await;
     let cancel_id = cancel_id.as_str().expect("job id").to_string();
     assert_eq!(
-        b.js(&format!("return document.querySelector('{newest}').children[0].textContent"), vec![])
-            .await,
+        b.js(
+            &format!("return document.querySelector('{newest}').children[0].textContent"),
+            vec![]
+        )
+        .await,
         json!(XSS_NAME)
     );
     b.click(&format!("{newest} button.cancel")).await;
@@ -565,7 +686,11 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     )
     .await;
     assert_eq!(
-        b.js("return document.querySelectorAll('#submitted tbody tr').length", vec![]).await,
+        b.js(
+            "return document.querySelectorAll('#submitted tbody tr').length",
+            vec![]
+        )
+        .await,
         json!(3),
         "no submitted job dropped out of view"
     );
@@ -573,11 +698,25 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     // ---- out of credits: 402 with cost and balance; then the key is revoked ----
     let (_, poor_key) = server.new_org("Poor lab", 0, None);
     b.click("#signout").await;
-    b.until("location.pathname === '/signin'", Duration::from_secs(5), "signed out").await;
-    assert_eq!(b.js("return sessionStorage.length", vec![]).await, json!(0), "sign-out forgets the key");
+    b.until(
+        "location.pathname === '/signin'",
+        Duration::from_secs(5),
+        "signed out",
+    )
+    .await;
+    assert_eq!(
+        b.js("return sessionStorage.length", vec![]).await,
+        json!(0),
+        "sign-out forgets the key"
+    );
     b.fill("#api-key", &poor_key).await;
     b.click("#signin-form button[type=submit]").await;
-    b.until("location.pathname === '/variants'", Duration::from_secs(10), "signed in as the poor lab").await;
+    b.until(
+        "location.pathname === '/variants'",
+        Duration::from_secs(10),
+        "signed in as the poor lab",
+    )
+    .await;
     b.fill("#variant-name", "Unpaid").await;
     b.fill("#variant-vh", VH).await;
     b.fill("#variant-vl", VL).await;
@@ -595,7 +734,9 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
 
     let keys = api_common::admin(&server.db(), &["orgs", "list"]).1;
     assert!(keys.contains("Poor lab"));
-    let org_id = server.as_key(&poor_key, "GET", "/v1/organization", None).json["id"]
+    let org_id = server
+        .as_key(&poor_key, "GET", "/v1/organization", None)
+        .json["id"]
         .as_str()
         .expect("org id")
         .to_string();
@@ -608,7 +749,12 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     assert!(api_common::admin(&server.db(), &["keys", "revoke", &key_id]).0);
     b.goto("/jobs").await;
     expected_statuses.push(401);
-    b.until("location.pathname === '/signin'", Duration::from_secs(10), "a revoked key is sent to sign-in").await;
+    b.until(
+        "location.pathname === '/signin'",
+        Duration::from_secs(10),
+        "a revoked key is sent to sign-in",
+    )
+    .await;
     let said = b.text("#key-error").await;
     assert!(said.contains("revoked"), "{said}");
 
@@ -616,13 +762,30 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     b.client.set_window_size(400, 900).await.expect("resize");
     b.fill("#api-key", &server.key).await;
     b.click("#signin-form button[type=submit]").await;
-    b.until("location.pathname === '/variants'", Duration::from_secs(10), "signed in again").await;
+    b.until(
+        "location.pathname !== '/signin'",
+        Duration::from_secs(10),
+        "signed in again",
+    )
+    .await;
     b.goto(&format!("/jobs/{job_id}")).await;
-    b.until("document.querySelector('#summary')", Duration::from_secs(20), "job page, narrow").await;
+    b.until(
+        "document.querySelector('#summary')",
+        Duration::from_secs(20),
+        "job page, narrow",
+    )
+    .await;
     let overflow = b
-        .js("return document.documentElement.scrollWidth <= window.innerWidth + 1", vec![])
+        .js(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            vec![],
+        )
         .await;
-    assert_eq!(overflow, json!(true), "no sideways scrolling of the whole page at 400 px");
+    assert_eq!(
+        overflow,
+        json!(true),
+        "no sideways scrolling of the whole page at 400 px"
+    );
 
     // ---- the console: no script errors at all, and no failed request but those provoked ----
     b.collect_console().await;
@@ -642,5 +805,14 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         })
         .collect();
     assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
+    // The log is really read: the refused sign-in's 401 is in it.
+    assert!(
+        b.console.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("status of 401")),
+        "the browser log was not collected: {:#?}",
+        b.console
+    );
     b.client.close().await.expect("close the browser");
 }

@@ -5,6 +5,8 @@
 import { h } from "./dom.js";
 import { cdrOf, isVernier, labelOrder } from "./kabat.js";
 
+const BLOCK = 50;
+
 const LIABILITY_NAMES = {
   glycosylation: "N-glycosylation",
   deamidation: "deamidation",
@@ -79,15 +81,20 @@ export function alignment({ chain, parental, humanized, mutations, parentalLiabi
     return h("span", { class: classes.join(" "), title: `${side} ${notes.join(" · ")}`, role: "cell" }, residue || "-");
   };
 
+  // Blocks of BLOCK positions, as a sequence viewer prints them: a whole chain fits a 1280 px
+  // screen; a narrow one scrolls each block sideways.
+  const blocks = [];
+  for (let start = 0; start < labels.length; start += BLOCK) {
+    const part = labels.slice(start, start + BLOCK);
+    blocks.push(h("div", { class: "ascroll", role: "table", "aria-label": `${chain} alignment, positions ${part[0]} to ${part[part.length - 1]}` },
+      row("rruler", "Kabat", ruler.slice(start, start + BLOCK)),
+      row("rregion", "Region", regions.slice(start, start + BLOCK)),
+      row("rparental", "Parental", part.map((l) => residueCell(l, p.get(l), pl, "parental")), { "data-row": "parental" }),
+      row("rhumanized", "Humanized", part.map((l) => residueCell(l, q.get(l), ql, "humanized")), { "data-row": "humanized" })));
+  }
   return h("figure", { class: "alignment", dataset: { chain } },
     h("figcaption", {}, `${chain} — Kabat numbering`),
-    h("div", { class: "ascroll", role: "table", "aria-label": `${chain} alignment, parental and humanized` },
-      row("rruler", "Kabat", ruler),
-      row("rregion", "Region", regions),
-      row("rparental", "Parental", labels.map((l) => residueCell(l, p.get(l), pl, "parental")), { "data-row": "parental" }),
-      row("rhumanized", "Humanized", labels.map((l) => residueCell(l, q.get(l), ql, "humanized")), { "data-row": "humanized" }),
-    ),
-  );
+    blocks);
 }
 
 /** The legend shared by every alignment. */

@@ -60,7 +60,8 @@ export function fixed(x, digits = 3) {
 
 /** A short id for tables; the whole id is in the title and the link. */
 export function shortId(id) {
-  return h("code", { title: id }, String(id).slice(0, 8));
+  // UUIDv7 ids begin with their timestamp, so ids made together share a prefix: show the tail.
+  return h("code", { title: id }, `…${String(id).slice(-8)}`);
 }
 
 /** A message box: kind is "error", "warn", "ok" or "info". */

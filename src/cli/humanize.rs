@@ -62,6 +62,8 @@ pub fn run(
 ) -> std::io::Result<usize> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut failed = 0;
+    let progress = super::progress::bar(records.len(), "antibodies");
+    let progress = &progress;
     for batch in records.chunks(1024) {
         let per_thread = batch.len().div_ceil(threads).max(1);
         let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
@@ -70,7 +72,11 @@ pub fn run(
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|r| humanize_one(r, humanizer, strategies))
+                            .map(|r| {
+                                let outcome = humanize_one(r, humanizer, strategies);
+                                progress.inc(1);
+                                outcome
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -91,6 +97,7 @@ pub fn run(
             }
         }
     }
+    progress.finish_and_clear();
     Ok(failed)
 }
 

@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod humanize;
 pub mod number;
+pub mod progress;
 pub mod serve;

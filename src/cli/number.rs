@@ -107,6 +107,8 @@ fn line(record: &ChainRecord, scheme: Scheme) -> (String, bool) {
 pub fn run(records: &[ChainRecord], scheme: Scheme, out: &mut dyn Write) -> std::io::Result<usize> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut failed = 0;
+    let progress = super::progress::bar(records.len(), "chains");
+    let progress = &progress;
     // Chunks bound the memory held by pending output on large files.
     for batch in records.chunks(4096) {
         let per_thread = batch.len().div_ceil(threads).max(1);
@@ -114,7 +116,15 @@ pub fn run(records: &[ChainRecord], scheme: Scheme, out: &mut dyn Write) -> std:
             let workers: Vec<_> = batch
                 .chunks(per_thread)
                 .map(|part| {
-                    scope.spawn(move || part.iter().map(|r| line(r, scheme)).collect::<Vec<_>>())
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|r| {
+                                let numbered = line(r, scheme);
+                                progress.inc(1);
+                                numbered
+                            })
+                            .collect::<Vec<_>>()
+                    })
                 })
                 .collect();
             workers
@@ -130,5 +140,6 @@ pub fn run(records: &[ChainRecord], scheme: Scheme, out: &mut dyn Write) -> std:
             writeln!(out, "{json}")?;
         }
     }
+    progress.finish_and_clear();
     Ok(failed)
 }

@@ -178,7 +178,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Http
         Err((e, limit)) => (e.into_response(&path, &request_id), limit),
     };
     let headers = response.headers_mut();
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }

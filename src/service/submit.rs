@@ -194,9 +194,10 @@ pub async fn import_variants(
     let key = idempotency.clone();
     with_reserved_key(db, org_id, print, idempotency, move || async move {
         let checked_org = org.clone();
-        let records = tokio::task::spawn_blocking(move || check_import(&checked_org, &request.content))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let records =
+            tokio::task::spawn_blocking(move || check_import(&checked_org, &request.content))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
         db.write_async(move |tx| {
             for row in records.iter().filter_map(|r| r.outcome.as_ref().ok()) {
                 variants::insert(tx, row)?;
@@ -222,9 +223,7 @@ fn check_import(org_id: &str, content: &str) -> Result<Vec<ImportedRecord>, Serv
                 let name = checked_name(&record.name).map_err(ServiceError::InvalidRequest)?;
                 let (vh, vl) = record.chains.map_err(ServiceError::InvalidRequest)?;
                 let vl = vl.ok_or_else(|| {
-                    ServiceError::InvalidSequence(
-                        "VL: missing; a variant needs both chains".into(),
-                    )
+                    ServiceError::InvalidSequence("VL: missing; a variant needs both chains".into())
                 })?;
                 let (vh, vl, vl_type) = validate_chains(&vh, &vl)?;
                 Ok(VariantRow {
