@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const XSS_NAME: &str = "<img src=x onerror=alert(1)>";
+/// The most recently submitted job's row on the humanize screen.
+const NEWEST: &str = "#submitted tbody tr:first-child";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -189,6 +191,62 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
+    /// Types a key on the sign-in form and sends it.
+    async fn submit_key(&self, key: &str) {
+        self.fill("#api-key", key).await;
+        self.click("#signin-form button[type=submit]").await;
+    }
+
+    /// Fills the register form and sends it.
+    async fn register(&self, name: &str, vh: &str, vl: &str) {
+        self.fill("#variant-name", name).await;
+        self.fill("#variant-vh", vh).await;
+        self.fill("#variant-vl", vl).await;
+        self.click("#register").await;
+    }
+
+    /// Submits one variant from the humanize screen (selected by its URL) and waits until the
+    /// newest submitted row is running; returns that job's id.
+    async fn submit_until_running(&self, variant: &str) -> String {
+        self.goto(&format!("/humanize?variant={variant}")).await;
+        self.until(
+            &format!("document.getElementById('pick-{variant}')?.checked"),
+            Duration::from_secs(10),
+            "the variant from the URL is selected",
+        )
+        .await;
+        self.click("#submit-humanizations").await;
+        self.until(
+            &format!("document.querySelector('{NEWEST}')?.dataset.status === 'running'"),
+            Duration::from_secs(20),
+            "the submitted job runs",
+        )
+        .await;
+        let id = self
+            .js(
+                &format!("return document.querySelector('{NEWEST}').dataset.job"),
+                vec![],
+            )
+            .await;
+        id.as_str().expect("job id").to_string()
+    }
+
+    /// Every control on the screen has a label (or an accessible name, for buttons).
+    async fn assert_labelled(&self, screen: &str) {
+        let unlabelled = self
+            .js(
+                "return [...document.querySelectorAll('main input, main select, main textarea, main button')]
+                   .filter(el => el.type !== 'hidden')
+                   .filter(el => el.tagName === 'BUTTON'
+                       ? !(el.textContent.trim() || el.getAttribute('aria-label'))
+                       : !(el.labels?.length || el.getAttribute('aria-label')))
+                   .map(el => el.outerHTML)",
+                vec![],
+            )
+            .await;
+        assert_eq!(unlabelled, json!([]), "{screen}: controls without a label");
+    }
+
     async fn collect_console(&mut self) {
         let entries = self
             .client
@@ -282,14 +340,12 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         "/ sends a stranger to sign-in",
     )
     .await;
-    b.fill("#api-key", "vnr_this_key_does_not_exist_0000000000")
-        .await;
-    b.click("#signin-form button[type=submit]").await;
+    b.assert_labelled("sign-in").await;
+    b.submit_key("vnr_this_key_does_not_exist_0000000000").await;
     expected_statuses.push(401);
     let refused = b.text("#key-error").await;
     assert!(refused.contains("refused"), "{refused}");
-    b.fill("#api-key", &server.key).await;
-    b.click("#signin-form button[type=submit]").await;
+    b.submit_key(&server.key).await;
     b.until(
         "location.pathname === '/variants'",
         Duration::from_secs(10),
@@ -323,10 +379,7 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         .enumerate()
         .map(|(i, c)| format!("{} {}\n", i * 10 + 1, String::from_utf8_lossy(c)))
         .collect();
-    b.fill("#variant-name", "AntiCD28").await;
-    b.fill("#variant-vh", &pasted_vh).await;
-    b.fill("#variant-vl", VL).await;
-    b.click("#register").await;
+    b.register("AntiCD28", &pasted_vh, VL).await;
     let registered = b.text("#register-result").await;
     assert!(registered.contains("Registered AntiCD28"), "{registered}");
     let variants = server.get("/v1/variants").json;
@@ -348,10 +401,7 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         .as_str()
         .expect("detail")
         .to_string();
-    b.fill("#variant-name", "bad").await;
-    b.fill("#variant-vh", &bad_vh).await;
-    b.fill("#variant-vl", VL).await;
-    b.click("#register").await;
+    b.register("bad", &bad_vh, VL).await;
     expected_statuses.push(422);
     let shown = b.text("#vh-error").await;
     assert_eq!(shown, api_reason, "the 422 reason is shown beside VH");
@@ -365,10 +415,7 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     );
 
     // A name that is markup stays text everywhere it is listed.
-    b.fill("#variant-name", XSS_NAME).await;
-    b.fill("#variant-vh", VH).await;
-    b.fill("#variant-vl", VL).await;
-    b.click("#register").await;
+    b.register(XSS_NAME, VH, VL).await;
     b.until(
         &format!("[...document.querySelectorAll('#variants td.name')].some(td => td.textContent === {XSS_NAME:?})"),
         Duration::from_secs(10),
@@ -376,6 +423,7 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     )
     .await;
     let xss_id = id_of(&server.get("/v1/variants").json["data"][0]);
+    b.assert_labelled("variants").await;
     let no_img = "document.querySelectorAll('main img').length === 0 && !window.__xss";
     assert_eq!(b.js(&format!("return {no_img}"), vec![]).await, json!(true));
 
@@ -443,6 +491,7 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         "the job completes, followed live",
     )
     .await;
+    b.assert_labelled("humanize").await;
     let jobs = server.get("/v1/humanizations").json;
     assert_eq!(
         jobs["data"].as_array().map(Vec::len),
@@ -462,6 +511,21 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         "document.querySelector('#summary')",
         Duration::from_secs(20),
         "the job page",
+    )
+    .await;
+    b.assert_labelled("job").await;
+    // The strategy tabs answer the arrow keys.
+    b.click("#tab-cdr_grafting").await;
+    let tab = b
+        .client
+        .find(Locator::Css("#tab-cdr_grafting"))
+        .await
+        .expect("tab");
+    tab.send_keys("\u{E014}").await.expect("ArrowRight");
+    b.until(
+        "!document.querySelector('#panel-cdr_grafting_vernier').hidden && document.activeElement.id === 'tab-cdr_grafting_vernier'",
+        Duration::from_secs(5),
+        "ArrowRight moves to the next strategy",
     )
     .await;
     let offline = humanize_offline();
@@ -599,29 +663,9 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     eprintln!("web_app: job page screenshot at {}", path.display());
 
     // ---- cancel a running job from the page; the ledger shows the refund ----
-    b.goto(&format!("/humanize?variant={xss_id}")).await;
-    b.until(
-        &format!("document.getElementById('pick-{xss_id}')?.checked"),
-        Duration::from_secs(10),
-        "the markup-named variant is selected",
-    )
-    .await;
+    let cancel_id = b.submit_until_running(&xss_id).await;
     assert_eq!(b.js(&format!("return {no_img}"), vec![]).await, json!(true));
-    b.click("#submit-humanizations").await;
-    let newest = "#submitted tbody tr:first-child";
-    b.until(
-        &format!("document.querySelector('{newest}')?.dataset.status === 'running'"),
-        Duration::from_secs(20),
-        "the second job runs",
-    )
-    .await;
-    let cancel_id = b
-        .js(
-            &format!("return document.querySelector('{newest}').dataset.job"),
-            vec![],
-        )
-        .await;
-    let cancel_id = cancel_id.as_str().expect("job id").to_string();
+    let newest = NEWEST;
     assert_eq!(
         b.js(
             &format!("return document.querySelector('{newest}').children[0].textContent"),
@@ -646,24 +690,12 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         "the ledger lists the refund of the canceled job",
     )
     .await;
+    b.assert_labelled("organization").await;
     let org = server.get("/v1/organization").json;
     assert_eq!(b.text("#balance").await, org["credit_balance"].to_string());
 
     // ---- the server goes away mid-poll and comes back: the page says so and carries on ----
-    b.goto(&format!("/humanize?variant={anticd28_id}")).await;
-    b.until(
-        &format!("document.getElementById('pick-{anticd28_id}')?.checked"),
-        Duration::from_secs(10),
-        "selected again",
-    )
-    .await;
-    b.click("#submit-humanizations").await;
-    b.until(
-        &format!("document.querySelector('{newest}')?.dataset.status === 'running'"),
-        Duration::from_secs(20),
-        "the third job runs",
-    )
-    .await;
+    b.submit_until_running(&anticd28_id).await;
     expected_statuses.push(503);
     assert!(server.terminate().success());
     let banner = b
@@ -709,18 +741,14 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         json!(0),
         "sign-out forgets the key"
     );
-    b.fill("#api-key", &poor_key).await;
-    b.click("#signin-form button[type=submit]").await;
+    b.submit_key(&poor_key).await;
     b.until(
         "location.pathname === '/variants'",
         Duration::from_secs(10),
         "signed in as the poor lab",
     )
     .await;
-    b.fill("#variant-name", "Unpaid").await;
-    b.fill("#variant-vh", VH).await;
-    b.fill("#variant-vl", VL).await;
-    b.click("#register").await;
+    b.register("Unpaid", VH, VL).await;
     b.text("#register-result").await;
     b.goto("/humanize").await;
     b.click("#variants tbody input[type=checkbox]").await;
@@ -760,8 +788,7 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
 
     // ---- narrow screens: the job page reflows, the alignment scrolls instead ----
     b.client.set_window_size(400, 900).await.expect("resize");
-    b.fill("#api-key", &server.key).await;
-    b.click("#signin-form button[type=submit]").await;
+    b.submit_key(&server.key).await;
     b.until(
         "location.pathname !== '/signin'",
         Duration::from_secs(10),
@@ -814,5 +841,69 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         "the browser log was not collected: {:#?}",
         b.console
     );
+    b.client.close().await.expect("close the browser");
+}
+
+/// Rate limited: the page says so, waits as `Retry-After` says, and then shows the screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_page_says_so_and_retries() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&["--read-rate", "1", "--read-burst", "2"]);
+    let mut b = Browser::start(&format!("http://{}", server.addr)).await;
+    b.goto("/signin").await;
+    b.submit_key(&server.key).await;
+    b.until(
+        "location.pathname === '/variants'",
+        Duration::from_secs(15),
+        "signed in",
+    )
+    .await;
+    // Each screen costs a few reads; a burst of 2 at 1/s runs out at once.
+    b.goto("/humanize").await;
+    let banner = b
+        .until(
+            "document.querySelector('#banner:not([hidden])')?.textContent",
+            Duration::from_secs(15),
+            "the page says it is rate limited",
+        )
+        .await;
+    assert!(
+        banner
+            .as_str()
+            .unwrap_or("")
+            .contains("Too many requests; retrying in"),
+        "{banner}"
+    );
+    b.until(
+        "document.querySelector('#submit-humanizations')",
+        Duration::from_secs(30),
+        "the screen appears once the retries get through",
+    )
+    .await;
+    b.assert_labelled("humanize").await;
+    b.goto("/jobs").await;
+    b.until(
+        "document.querySelector('#status-filter')",
+        Duration::from_secs(30),
+        "jobs screen",
+    )
+    .await;
+    b.assert_labelled("jobs").await;
+    b.collect_console().await;
+    let unexpected: Vec<&Value> = b
+        .console
+        .iter()
+        .filter(|e| e["level"] == "SEVERE" || e["level"] == "WARNING")
+        .filter(|e| {
+            !(e["source"] == "network"
+                && e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("status of 429"))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
     b.client.close().await.expect("close the browser");
 }
