@@ -146,7 +146,14 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 let body = self
-                    .js("return document.querySelector('main').innerText", vec![])
+                    .js(
+                        "return [document.querySelector('main').innerText,
+                                 '[banner] ' + document.querySelector('#banner').innerText,
+                                 '[url] ' + location.href,
+                                 '[fields] ' + [...document.querySelectorAll('main input, main textarea')]
+                                     .map(el => el.id + '=' + el.value.length).join(' ')].join('\\n')",
+                        vec![],
+                    )
                     .await;
                 panic!("{what}: not within {within:?}; the page says:\n{body}");
             }
@@ -157,7 +164,7 @@ impl Browser {
     async fn text(&self, css: &str) -> String {
         self.until(
             &format!("document.querySelector({css:?})?.textContent"),
-            Duration::from_secs(15),
+            Duration::from_secs(30),
             &format!("text of {css}"),
         )
         .await
@@ -461,6 +468,27 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         "{outcomes}"
     );
 
+    // Delete asks for a second click, then the variant is gone from the list and the API.
+    let imported = b
+        .until(
+            "[...document.querySelectorAll('#variants tbody tr')].find(r => r.querySelector('td.name').textContent === 'Imported1')?.dataset.id",
+            Duration::from_secs(10),
+            "the imported variant is listed",
+        )
+        .await;
+    let imported = imported.as_str().expect("id").to_string();
+    let delete = format!("#variants tr[data-id='{imported}'] button.danger");
+    b.click(&delete).await;
+    assert_eq!(b.text(&delete).await, "Confirm delete");
+    b.click(&delete).await;
+    b.until(
+        &format!("!document.querySelector(\"#variants tr[data-id='{imported}']\")"),
+        Duration::from_secs(10),
+        "the deleted variant leaves the list",
+    )
+    .await;
+    assert_eq!(server.get(&format!("/v1/variants/{imported}")).status, 404);
+
     // ---- humanize: a double click submits once and charges once ----
     let before = server.ledger().len();
     b.goto(&format!("/humanize?variant={anticd28_id}")).await;
@@ -693,6 +721,11 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     b.assert_labelled("organization").await;
     let org = server.get("/v1/organization").json;
     assert_eq!(b.text("#balance").await, org["credit_balance"].to_string());
+    // The canceled job's page names its variant, as text.
+    b.goto(&format!("/jobs/{cancel_id}")).await;
+    let title = b.text("main h1").await;
+    assert!(title.ends_with(XSS_NAME), "{title}");
+    assert_eq!(b.js(&format!("return {no_img}"), vec![]).await, json!(true));
 
     // ---- the server goes away mid-poll and comes back: the page says so and carries on ----
     b.submit_until_running(&anticd28_id).await;

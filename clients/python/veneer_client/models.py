@@ -1,0 +1,251 @@
+"""Typed views of what the API returns, field for field as ``openapi.json`` names them (a test
+keeps them in step). Unknown fields are kept (``extra="allow"``): a newer server may add some.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+T = TypeVar("T")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=False)
+
+
+class Buckets(Model):
+    subscription: int
+    purchased: int
+
+
+class Organization(Model):
+    """The caller's organization and its credit balance by bucket."""
+
+    id: str
+    object: str
+    name: str
+    credit_balance: int
+    buckets: Buckets
+    created_at: datetime
+
+
+class LedgerEntry(Model):
+    """One credit change: a ``grant``, a ``debit`` for a job, or its ``refund``."""
+
+    id: str
+    object: str
+    bucket: Literal["subscription", "purchased"]
+    delta: int
+    reason: Literal["grant", "debit", "refund"]
+    job_id: str | None
+    created_at: datetime
+
+
+class Variant(Model):
+    """A registered antibody: cleaned VH and VL sequences and the light chain's type."""
+
+    id: str
+    object: str
+    name: str
+    vh: str
+    vl: str
+    vl_chain_type: str
+    created_at: datetime
+
+
+class ImportError_(Model):
+    code: str
+    detail: str
+
+
+class VariantImportRecord(Model):
+    """What became of one antibody of an imported file."""
+
+    index: int
+    name: str
+    status: Literal["created", "failed"]
+    variant: Variant | None
+    error: ImportError_ | None
+
+
+class VariantImportResult(Model):
+    """The outcome of ``variants.import_file``: counts and one record per antibody."""
+
+    object: str
+    created: int
+    failed: int
+    records: list[VariantImportRecord]
+
+
+class PerChain(Model, Generic[T]):
+    vh: T
+    vl: T | None = None
+
+
+class OasisScore(Model):
+    mean: float
+    median: float
+
+
+class OasisIdentity(Model):
+    vh: float | None = None
+    vl: float | None = None
+    antibody: float | None = None
+
+
+class Germline(Model):
+    v: str
+    j: str
+
+
+class Report(Model):
+    """What the engine reports about one antibody; the job's ``parental`` is one."""
+
+    liabilities: dict[str, list[str]]
+    oasis_score: OasisScore | None
+    oasis_identity: OasisIdentity
+    oasis_residue_scores: PerChain[list[float]]
+    numbering: PerChain[list[tuple[str, str]]]
+    germlines: PerChain[Germline]
+    germline_content: PerChain[float]
+
+
+class StrategyResult(Report):
+    """One strategy's humanized antibody with its report (SCIENCE.md)."""
+
+    strategy: str
+    humanized_vh: str
+    humanized_vl: str | None
+    mutations: PerChain[int]
+    mutation_list: PerChain[list[str]]
+
+
+class Problem(Model):
+    """An RFC 9457 problem, as in a failed job's ``error``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    code: str
+    request_id: str | None
+    credit_cost: int | None = None
+    credit_balance: int | None = None
+    job_status: str | None = None
+    stage: str | None = None
+
+
+class JobCancelResult(Model):
+    """``POST /v1/jobs/{id}/cancel``: whether the signal was delivered, and if not, why."""
+
+    job_id: str
+    accepted: bool
+    reason: str | None = None
+
+
+TERMINAL = frozenset({"completed", "failed", "canceled"})
+
+
+class Job(Model):
+    """The envelope every job kind shares (SPEC §9). ``object`` is the kind.
+
+    A job fetched through a client is bound to it: ``job.wait()``, ``job.cancel()`` and
+    ``job.refresh()`` use that client (with ``AsyncClient`` they are coroutines).
+    """
+
+    id: str
+    object: str
+    status: Literal["pending", "running", "completed", "failed", "canceled"]
+    stage: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    failed_at: datetime | None
+    canceled_at: datetime | None
+    credit_cost: int
+    inputs: dict[str, Any]
+    error: Problem | None
+    results: list[Any] | None
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has reached a terminal status."""
+        return self.status in TERMINAL
+
+    def refresh(self):
+        """Fetches the job again and returns the new state."""
+        return self._bound().jobs._refresh(self)
+
+    def wait(self, timeout: float | None = None, poll: float = 30.0):
+        """Long-polls until the job ends (``Prefer: wait``), or raises ``JobTimeout``."""
+        return self._bound()._wait(self, timeout, poll)
+
+    def cancel(self):
+        """Cancels the job on its kind's route and returns it as it then stands."""
+        return self._bound()._cancel(self)
+
+    def _bound(self):
+        if self._client is None:
+            raise RuntimeError("this job was not fetched through a client")
+        return self._client
+
+
+class Humanization(Job):
+    """A humanization job; ``results`` holds one ``StrategyResult`` per strategy when completed."""
+
+    results: list[StrategyResult] | None
+    parental: Report | None = None
+
+    @property
+    def variant_id(self) -> str:
+        return str(self.inputs.get("variant_id"))
+
+    def result(self, strategy: str) -> StrategyResult:
+        """The result of one strategy (``cdr_grafting``, ``cdr_grafting_vernier``, ``sapiens``)."""
+        for r in self.results or []:
+            if r.strategy == strategy:
+                return r
+        raise KeyError(f"no {strategy!r} result in job {self.id} (status {self.status})")
+
+    def to_dataframe(self):
+        """One row per strategy with the scores a report compares (needs ``pandas``)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_dataframe needs pandas: pip install 'veneer-client[pandas]'") from e
+        return pd.DataFrame([_row(self, r) for r in self.results or []])
+
+
+def _row(job: Humanization, r: StrategyResult) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "variant_id": job.variant_id,
+        "strategy": r.strategy,
+        "humanized_vh": r.humanized_vh,
+        "humanized_vl": r.humanized_vl,
+        "mutations_vh": r.mutations.vh,
+        "mutations_vl": r.mutations.vl,
+        "oasis_identity": r.oasis_identity.antibody,
+        "oasis_identity_vh": r.oasis_identity.vh,
+        "oasis_identity_vl": r.oasis_identity.vl,
+        "oasis_score_mean": r.oasis_score.mean if r.oasis_score else None,
+        "germline_content_vh": r.germline_content.vh,
+        "germline_content_vl": r.germline_content.vl,
+        "germline_vh": f"{r.germlines.vh.v}/{r.germlines.vh.j}",
+        "germline_vl": f"{r.germlines.vl.v}/{r.germlines.vl.j}" if r.germlines.vl else None,
+        "liabilities": sum(len(v) for v in r.liabilities.values()),
+    }
+
+
+KINDS: dict[str, type[Job]] = {"humanization": Humanization}
+
+
+def job_from(data: dict[str, Any]) -> Job:
+    """The typed job for an envelope, by its ``object``; unknown kinds stay plain ``Job``."""
+    return KINDS.get(str(data.get("object")), Job).model_validate(data)
