@@ -2,14 +2,11 @@
 humanize all of them, and tabulate OASis identity per strategy. The Sapiens designs are checked
 against BioPhi's published Sapiens output for the same antibodies."""
 
-import pathlib
-
 import pandas as pd
 
 from veneer_client import Client
 
 from conftest import REPO
-
 
 def biophi_sapiens() -> dict[tuple[str, str], str]:
     """BioPhi's published designs: (antibody, chain) -> sequence."""
@@ -23,7 +20,6 @@ def biophi_sapiens() -> dict[tuple[str, str], str]:
         elif name:
             designs[name] += line.strip()
     return designs
-
 
 def test_import_humanize_25_and_tabulate(server):
     veneer = Client(server.url, api_key=server.key)

@@ -13,10 +13,14 @@ T = TypeVar("T")
 
 
 class Model(BaseModel):
+    """Base of every model: keeps fields a newer server adds."""
+
     model_config = ConfigDict(extra="allow", frozen=False)
 
 
 class Buckets(Model):
+    """Credits by bucket: debits take ``subscription`` first; refunds go back there."""
+
     subscription: int
     purchased: int
 
@@ -56,7 +60,9 @@ class Variant(Model):
     created_at: datetime
 
 
-class ImportError_(Model):
+class ImportFailure(Model):
+    """Why one record of an imported file was refused: ``invalid_sequence`` or ``invalid_request``."""
+
     code: str
     detail: str
 
@@ -68,7 +74,7 @@ class VariantImportRecord(Model):
     name: str
     status: Literal["created", "failed"]
     variant: Variant | None
-    error: ImportError_ | None
+    error: ImportFailure | None
 
 
 class VariantImportResult(Model):
@@ -81,22 +87,30 @@ class VariantImportResult(Model):
 
 
 class PerChain(Model, Generic[T]):
+    """A value for each chain; ``vl`` is ``None`` for a single-domain antibody."""
+
     vh: T
     vl: T | None = None
 
 
 class OasisScore(Model):
+    """Mean and median of the per-residue OASis scores over all residues."""
+
     mean: float
     median: float
 
 
 class OasisIdentity(Model):
+    """Human 9-mers over all 9-mers, per chain and pooled over the antibody."""
+
     vh: float | None = None
     vl: float | None = None
     antibody: float | None = None
 
 
 class Germline(Model):
+    """The closest human V and J genes."""
+
     v: str
     j: str
 
@@ -204,6 +218,7 @@ class Humanization(Job):
 
     @property
     def variant_id(self) -> str:
+        """The variant this job humanized (its sequences were copied at submit)."""
         return str(self.inputs.get("variant_id"))
 
     def result(self, strategy: str) -> StrategyResult:

@@ -125,12 +125,16 @@ class Jobs(_Resource):
 
 
 class OrganizationResource(_Resource):
+    """The organization the key belongs to."""
+
     def get(self):
         """The caller's organization with its balance by bucket."""
         return self._c._execute(Call.get("/v1/organization", Organization.model_validate))
 
 
 class Credits(_Resource):
+    """The credit ledger: every grant, debit and refund."""
+
     def ledger(self, *, limit: int | None = None):
         """The organization's credit ledger, newest first; follows the cursor."""
         return self._c._paginate("/v1/credits/ledger", LedgerEntry.model_validate, {"limit": limit})
