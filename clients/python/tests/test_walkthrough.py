@@ -8,6 +8,7 @@ from veneer_client import Client
 
 from conftest import REPO
 
+
 def biophi_sapiens() -> dict[tuple[str, str], str]:
     """BioPhi's published designs: (antibody, chain) -> sequence."""
     designs: dict[tuple[str, str], str] = {}
