@@ -154,6 +154,7 @@ fn raw_sqlite(dir: &std::path::Path) -> f64 {
                 &org_id,
                 NewHumanization {
                     variant_id: variant_id.clone(),
+                    strategies: None,
                 },
                 None,
                 |job| StoredResponse {

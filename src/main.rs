@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use veneer::cli::humanize::Format;
-use veneer::engine::humanize::{Humanizer, Strategy};
+use veneer::engine::humanize::{Humanizer, Strategy, StrategySpec};
 use veneer::engine::humanness::{HumanPeptides, OasisSet};
 use veneer::engine::numbering::Scheme;
 use veneer::input::{AntibodyRecord, ChainRecord, read_antibodies, read_chains};
@@ -46,9 +46,13 @@ enum Command {
     },
     /// Humanize antibodies: one JSON object per antibody, or a table for people.
     Humanize {
-        /// Comma-separated strategies to run, in order.
+        /// Comma-separated strategies to run, in order, with their default options.
         #[arg(long, default_value = "cdr_grafting,cdr_grafting_vernier,sapiens", value_parser = parse_strategies)]
         strategies: Strategies,
+        /// One design, with options: `sapiens:iterations=2,backmutate_vernier=true`. Repeat for
+        /// several designs (instead of --strategies); they run in the order given.
+        #[arg(long = "strategy", value_name = "NAME[:OPT=VALUE,...]", value_parser = StrategySpec::parse, conflicts_with = "strategies")]
+        designs: Vec<StrategySpec>,
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
@@ -128,6 +132,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Serve(_) | Command::Admin(_) => unreachable!("dispatched in main"),
         Command::Humanize {
             strategies,
+            designs,
             format,
             input,
             vh,
@@ -152,8 +157,21 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 None => OasisSet::embedded(),
             };
             let humanizer = Humanizer::new(peptides);
+            let designs = if designs.is_empty() {
+                strategies.0.into_iter().map(StrategySpec::from).collect()
+            } else {
+                for (i, design) in designs.iter().enumerate() {
+                    if designs[..i].contains(design) {
+                        return Err(format!(
+                            "--strategy {} is given twice with the same options",
+                            design.strategy
+                        ));
+                    }
+                }
+                designs
+            };
             let failed =
-                veneer::cli::humanize::run(&records, &humanizer, &strategies.0, format, &mut out)
+                veneer::cli::humanize::run(&records, &humanizer, &designs, format, &mut out)
                     .map_err(|e| e.to_string())?;
             (failed, records.len())
         }

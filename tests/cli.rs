@@ -398,3 +398,45 @@ fn a_long_run_shows_progress_on_a_terminal_only() {
     let drawn = String::from_utf8_lossy(&on_terminal.stdout);
     assert!(drawn.contains("/518 chains"), "{drawn}");
 }
+
+/// `--strategy NAME[:OPT=VALUE,...]` runs designs with options; a bad one is one line, exit 2.
+#[test]
+fn humanize_takes_designs_with_options() {
+    let out = veneer(
+        &[
+            "humanize",
+            "--vh",
+            CAMPATH_VH,
+            "--vl",
+            CAMPATH_VL,
+            "--strategy",
+            "sapiens:iterations=3",
+            "--strategy",
+            "cdr_grafting",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = &lines(&out)[0];
+    let results = line["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["strategy"], "sapiens");
+    assert_eq!(results[0]["options"]["iterations"], 3);
+    assert_eq!(results[1]["strategy"], "cdr_grafting");
+    assert!(results[1].get("options").is_none());
+    for (bad, says) in [
+        ("sapiens:iterations=0", "from 1 to 5"),
+        ("sapiens:depth=2", "unknown option \"depth\""),
+        ("sapiens:iterations", "needs a value"),
+        ("cdr_grafting:iterations=2", "takes no options"),
+    ] {
+        let out = veneer(&["humanize", "--vh", CAMPATH_VH, "--strategy", bad], None);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+    }
+}

@@ -1,10 +1,11 @@
 //! The `sapiens` strategy against BioPhi's published Sapiens outputs (Merck/BioPhi-2021-
-//! publication, `sapiens1.fa`: `biophi sapiens parental.fa --fasta-only --version v1`).
-//! Issue 4's bar: byte-identical humanized chains for all 50 chains, or a stated reason.
+//! publication, `sapiensN.fa`: `biophi sapiens parental.fa --fasta-only --version v1
+//! --iterations N` for N = 1, 2, 3, 5). The bar: byte-identical humanized chains for all 50
+//! chains, or a stated reason.
 
 use std::collections::BTreeMap;
 
-use veneer::engine::humanize::{Humanizer, Strategy, Variant};
+use veneer::engine::humanize::{Humanizer, SapiensOptions, Strategy, StrategySpec, Variant};
 use veneer::engine::humanness::OasisSet;
 
 fn fasta(file: &str) -> BTreeMap<String, String> {
@@ -35,8 +36,28 @@ fn fasta(file: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn sapiens_reproduces_biophi_published_chains() {
+    assert_parity("sapiens1.fa", 1);
+}
+
+#[test]
+fn two_three_and_five_sapiens_iterations_reproduce_biophi() {
+    for (file, iterations) in [("sapiens2.fa", 2), ("sapiens3.fa", 3), ("sapiens5.fa", 5)] {
+        assert_parity(file, iterations);
+    }
+}
+
+/// Every chain of `file` equals ours with `iterations` passes, but Clazakizumab VH (explained
+/// below for one pass; each further pass starts from that one-residue-shorter chain).
+fn assert_parity(file: &str, iterations: u8) {
     let parental = fasta("parental.fa");
-    let published = fasta("sapiens1.fa");
+    let published = fasta(file);
+    let spec = StrategySpec {
+        strategy: Strategy::Sapiens,
+        sapiens: SapiensOptions {
+            iterations,
+            ..SapiensOptions::default()
+        },
+    };
     let humanizer = Humanizer::new(OasisSet::embedded());
     let names: Vec<String> = parental
         .keys()
@@ -51,9 +72,7 @@ fn sapiens_reproduces_biophi_published_chains() {
             Some(&parental[&format!("{name} VL")]),
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let result = humanizer
-            .run(&variant, Strategy::Sapiens)
-            .expect("sapiens runs");
+        let result = humanizer.run(&variant, spec).expect("sapiens runs");
         for (chain, ours) in [
             ("VH", Some(result.humanized_vh.clone())),
             ("VL", result.humanized_vl.clone()),
@@ -70,11 +89,11 @@ fn sapiens_reproduces_biophi_published_chains() {
         }
     }
     eprintln!(
-        "{equal}/50 chains byte-identical to BioPhi; differing:\n{}",
+        "{file}: {equal}/50 chains byte-identical to BioPhi; differing:\n{}",
         differing.join("\n")
     );
     // The one known difference is explained (and checked) below.
-    assert_eq!(equal, 49, "differing:\n{}", differing.join("\n"));
+    assert_eq!(equal, 49, "{file} differing:\n{}", differing.join("\n"));
     assert!(
         differing[0].starts_with("Clazakizumab VH"),
         "{}",
@@ -119,4 +138,76 @@ fn clazakizumab_vh_differs_only_by_its_rabbit_first_residue() {
         })
         .collect();
     assert_eq!(humanized, published["Clazakizumab VH"]);
+}
+
+/// What each Sapiens option promises, on all 25 antibodies: by default every Kabat-CDR residue
+/// stays parental; `backmutate_vernier` also keeps every Vernier residue; `humanize_cdrs` lets
+/// the model change CDRs (it does on some of these antibodies); more passes never undo a
+/// fixed point (a pass that changes nothing leaves every later pass the same).
+#[test]
+fn sapiens_options_keep_what_they_promise() {
+    use veneer::engine::grafting::is_vernier;
+    use veneer::engine::numbering::{Scheme, is_kabat_cdr, number};
+
+    let parental = fasta("parental.fa");
+    let humanizer = Humanizer::new(OasisSet::embedded());
+    let design = |iterations, humanize_cdrs, backmutate_vernier| StrategySpec {
+        strategy: Strategy::Sapiens,
+        sapiens: SapiensOptions {
+            iterations,
+            humanize_cdrs,
+            backmutate_vernier,
+        },
+    };
+    let mut cdr_changes = 0;
+    for name in parental.keys().filter_map(|k| k.strip_suffix(" VH")) {
+        let vh = &parental[&format!("{name} VH")];
+        let vl = &parental[&format!("{name} VL")];
+        let variant = Variant::new(vh, Some(vl)).expect("valid");
+        let run = |spec| humanizer.run(&variant, spec).expect("runs");
+        let plain = run(design(2, false, false));
+        let vernier = run(design(2, false, true));
+        let cdrs = run(design(1, true, false));
+        for (raw, ours, kept, free) in [
+            (
+                vh,
+                &plain.humanized_vh,
+                &vernier.humanized_vh,
+                &cdrs.humanized_vh,
+            ),
+            (
+                vl,
+                plain.humanized_vl.as_ref().expect("vl"),
+                vernier.humanized_vl.as_ref().expect("vl"),
+                cdrs.humanized_vl.as_ref().expect("vl"),
+            ),
+        ] {
+            let chain = number(raw.as_bytes()).expect("numbers");
+            let kabat: Vec<_> = chain.numbered(Scheme::Kabat).collect();
+            for (i, &(position, residue)) in kabat.iter().enumerate() {
+                let cdr = is_kabat_cdr(chain.chain_type, position);
+                if cdr {
+                    assert_eq!(ours.as_bytes()[i], residue, "{name} {position}: CDR kept");
+                    cdr_changes += usize::from(free.as_bytes()[i] != residue);
+                }
+                if cdr || is_vernier(chain.chain_type, position) {
+                    assert_eq!(
+                        kept.as_bytes()[i],
+                        residue,
+                        "{name} {position}: Vernier kept"
+                    );
+                }
+            }
+        }
+        let once = run(design(1, false, false));
+        let five = run(design(5, false, false));
+        if (&once.humanized_vh, &once.humanized_vl) == (&plain.humanized_vh, &plain.humanized_vl) {
+            assert_eq!(
+                (&once.humanized_vh, &once.humanized_vl),
+                (&five.humanized_vh, &five.humanized_vl),
+                "{name}: a fixed point stays"
+            );
+        }
+    }
+    assert!(cdr_changes > 0, "humanize_cdrs never changed a CDR residue");
 }

@@ -15,6 +15,12 @@ const STRATEGY_NAMES = {
   sapiens: "Sapiens",
 };
 const strategyName = (s) => STRATEGY_NAMES[s] || s;
+/** A design's title: the strategy, and its options when they are not the defaults. */
+function designTitle(r) {
+  const o = r.options;
+  const plain = !o || (o.iterations === 1 && !o.humanize_cdrs && !o.backmutate_vernier);
+  return plain ? strategyName(r.strategy) : `${strategyName(r.strategy)} (${exporters.optionsText(r)})`;
+}
 
 export async function job(main, ctx) {
   let envelope = await get(`/v1/jobs/${ctx.id}`);
@@ -57,7 +63,8 @@ function page(j, variantName, ctx, draw) {
   const results = j.results || [];
   if (!results.length) return [...header, notice("info", "The job completed with no strategies configured.")];
   const name = variantName || "variant";
-  return [...header, exportsRow(j, name), summary(j), strategies(j, ctx)];
+  const keys = exporters.designKeys(results);
+  return [...header, exportsRow(j, name), summary(j, keys), strategies(j, ctx, keys)];
 }
 
 function exportsRow(j, name) {
@@ -74,8 +81,8 @@ function exportsRow(j, name) {
 }
 
 /** All strategies side by side with the parental antibody. */
-function summary(j) {
-  const columns = [{ key: "parental", title: "Parental", r: j.parental || {} }, ...j.results.map((r) => ({ key: r.strategy, title: strategyName(r.strategy), r }))];
+function summary(j, keys) {
+  const columns = [{ key: "parental", title: "Parental", r: j.parental || {} }, ...j.results.map((r, i) => ({ key: keys[i], title: designTitle(r), r }))];
   const germline = (g) => (g ? `${g.v} / ${g.j}` : "—");
   const liabilityCount = (l) => Object.values(l || {}).reduce((n, list) => n + list.length, 0);
   const rows = [
@@ -101,9 +108,9 @@ function summary(j) {
         columns.map((c) => h("td", { class: "num", dataset: { strategy: c.key } }, value(c.r, c.key)))))))));
 }
 
-function strategies(j, ctx) {
+function strategies(j, ctx, keys) {
   const wanted = ctx.params.get("strategy");
-  const current = j.results.some((r) => r.strategy === wanted) ? wanted : j.results[0].strategy;
+  const current = keys.includes(wanted) ? wanted : keys[0];
   const tabs = h("div", { role: "tablist", class: "tabs", "aria-label": "Strategies" });
   const panels = h("div", {});
   const select = (strategy, focus) => {
@@ -120,26 +127,27 @@ function strategies(j, ctx) {
     for (const panel of panels.children) if (!panel.hidden) panel.dispatchEvent(new Event("shown"));
   };
   j.results.forEach((r, i) => {
-    const tab = h("button", { type: "button", role: "tab", id: `tab-${r.strategy}`, "aria-controls": `panel-${r.strategy}`, dataset: { strategy: r.strategy } }, strategyName(r.strategy));
-    tab.addEventListener("click", () => select(r.strategy, false));
+    const key = keys[i];
+    const tab = h("button", { type: "button", role: "tab", id: `tab-${key}`, "aria-controls": `panel-${key}`, dataset: { strategy: key } }, designTitle(r));
+    tab.addEventListener("click", () => select(key, false));
     tab.addEventListener("keydown", (e) => {
       const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
       if (!step) return;
-      const next = j.results[(i + step + j.results.length) % j.results.length].strategy;
+      const next = keys[(i + step + keys.length) % keys.length];
       select(next, true);
     });
     tabs.append(tab);
-    panels.append(panel(j, r));
+    panels.append(panel(j, r, key));
   });
   const section = h("section", { class: "card", "aria-label": "Designs" }, tabs, panels);
   queueMicrotask(() => select(current, false));
   return section;
 }
 
-function panel(j, r) {
+function panel(j, r, key) {
   const chains = [["VH", "vh"], ["VL", "vl"]].filter(([, k]) => r.numbering?.[k] && j.parental?.numbering?.[k]);
   const plots = h("div", { class: "plots" });
-  const el = h("div", { role: "tabpanel", id: `panel-${r.strategy}`, "aria-labelledby": `tab-${r.strategy}`, dataset: { strategy: r.strategy }, hidden: true },
+  const el = h("div", { role: "tabpanel", id: `panel-${key}`, "aria-labelledby": `tab-${key}`, dataset: { strategy: key }, hidden: true },
     h("p", { class: "counts" }, `Mutations: VH ${r.mutations.vh}`, r.mutations.vl === null ? "" : `, VL ${r.mutations.vl}`,
       ` · OASis identity ${fixed(r.oasis_identity?.antibody)} (parental ${fixed(j.parental?.oasis_identity?.antibody)})`),
     legend(),

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::engine::humanize::{AntibodyReport, Humanizer, Strategy, StrategyResult, Variant};
+use crate::engine::humanize::{AntibodyReport, Humanizer, StrategyResult, StrategySpec, Variant};
 use crate::engine::numbering::{NumberedChain, Position, Scheme, is_kabat_cdr, number_as};
 use crate::engine::sequence::clean;
 
@@ -40,7 +40,7 @@ type Outcome = Result<(Variant, AntibodyReport, Vec<StrategyResult>), String>;
 fn humanize_one(
     record: &AntibodyRecord,
     humanizer: &Humanizer,
-    strategies: &[Strategy],
+    strategies: &[StrategySpec],
 ) -> Outcome {
     let (vh, vl) = record.chains.clone()?;
     let variant = Variant::new(&vh, vl.as_deref()).map_err(|e| e.to_string())?;
@@ -56,7 +56,7 @@ fn humanize_one(
 pub fn run(
     records: &[AntibodyRecord],
     humanizer: &Humanizer,
-    strategies: &[Strategy],
+    strategies: &[StrategySpec],
     format: Format,
     out: &mut dyn Write,
 ) -> std::io::Result<usize> {

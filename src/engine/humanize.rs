@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::chain::{AMINO_ACIDS, ChainType};
 use super::germlines::{Acceptor, Germlines, germline_content};
-use super::grafting::{graft_onto, mutation_list};
+use super::grafting::{graft_onto, is_vernier, mutation_list};
 use super::humanness::{
     ChainOasis, HumanPeptides, OasisIdentity, OasisScore, oasis_score, pooled_oasis_identity,
 };
@@ -79,6 +79,165 @@ impl FromStr for Strategy {
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// BioPhi's Sapiens options (`SapiensHumanizationParams`): how many passes, and what the
+/// model may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct SapiensOptions {
+    /// Passes of the model, 1–5; pass k scores the chain pass k−1 produced.
+    pub iterations: u8,
+    /// Let the model change the Kabat CDRs too (by default they stay parental).
+    pub humanize_cdrs: bool,
+    /// Keep the parental residue at every Vernier position after each pass.
+    pub backmutate_vernier: bool,
+}
+
+impl Default for SapiensOptions {
+    fn default() -> Self {
+        SapiensOptions {
+            iterations: 1,
+            humanize_cdrs: false,
+            backmutate_vernier: false,
+        }
+    }
+}
+
+/// The most Sapiens passes a design may ask for.
+pub const MAX_SAPIENS_ITERATIONS: u8 = 5;
+
+/// A strategy with its options: what one design of a job (or of `veneer humanize`) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StrategySpec {
+    pub strategy: Strategy,
+    /// Meaningful for `sapiens` only.
+    pub sapiens: SapiensOptions,
+}
+
+impl From<Strategy> for StrategySpec {
+    fn from(strategy: Strategy) -> Self {
+        StrategySpec {
+            strategy,
+            sapiens: SapiensOptions::default(),
+        }
+    }
+}
+
+impl StrategySpec {
+    /// The option names a strategy takes.
+    pub fn option_names(strategy: Strategy) -> &'static [&'static str] {
+        match strategy {
+            Strategy::Sapiens => &["iterations", "humanize_cdrs", "backmutate_vernier"],
+            Strategy::CdrGrafting | Strategy::CdrGraftingVernier => &[],
+        }
+    }
+
+    /// Builds a spec from `name` and `(option, value)` pairs given as text (the command line's
+    /// `sapiens:iterations=2,humanize_cdrs=true`), refusing unknown options and bad values.
+    pub fn with_options<'a>(
+        strategy: Strategy,
+        options: impl IntoIterator<Item = (&'a str, OptionValue)>,
+    ) -> Result<StrategySpec, String> {
+        let mut spec = StrategySpec::from(strategy);
+        let known = StrategySpec::option_names(strategy);
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in options {
+            if !known.contains(&name) {
+                return Err(if known.is_empty() {
+                    format!("strategy {strategy} takes no options, not {name:?}")
+                } else {
+                    format!(
+                        "unknown option {name:?} for strategy {strategy}; known: {}",
+                        known.join(", ")
+                    )
+                });
+            }
+            if seen.contains(&name) {
+                return Err(format!(
+                    "option {name:?} of strategy {strategy} is given twice"
+                ));
+            }
+            seen.push(name);
+            match name {
+                "iterations" => {
+                    let n = value
+                        .integer()
+                        .filter(|n| (1..=MAX_SAPIENS_ITERATIONS as i64).contains(n));
+                    spec.sapiens.iterations = n.ok_or_else(|| {
+                        format!("option iterations of strategy {strategy} must be a whole number from 1 to {MAX_SAPIENS_ITERATIONS}")
+                    })? as u8;
+                }
+                "humanize_cdrs" | "backmutate_vernier" => {
+                    let flag = value.boolean().ok_or_else(|| {
+                        format!("option {name} of strategy {strategy} must be true or false")
+                    })?;
+                    if name == "humanize_cdrs" {
+                        spec.sapiens.humanize_cdrs = flag;
+                    } else {
+                        spec.sapiens.backmutate_vernier = flag;
+                    }
+                }
+                _ => unreachable!("option names are checked above"),
+            }
+        }
+        if spec.sapiens.humanize_cdrs && spec.sapiens.backmutate_vernier {
+            // BioPhi refuses the same pair ("Cannot backmutate Vernier regions when humanizing CDRs").
+            return Err(format!(
+                "strategy {strategy}: humanize_cdrs and backmutate_vernier cannot both be true"
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// Parses `name` or `name:option=value,option=value`.
+    pub fn parse(text: &str) -> Result<StrategySpec, String> {
+        let (name, options) = text.split_once(':').unwrap_or((text, ""));
+        let strategy: Strategy = name.trim().parse()?;
+        let mut pairs = Vec::new();
+        for pair in options.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                format!("option {pair:?} of strategy {strategy} needs a value: name=value")
+            })?;
+            pairs.push((key.trim(), OptionValue::Text(value.trim().to_string())));
+        }
+        StrategySpec::with_options(strategy, pairs)
+    }
+
+    /// The options as a result reports them: `None` for a strategy without options.
+    pub fn reported_options(&self) -> Option<SapiensOptions> {
+        (self.strategy == Strategy::Sapiens).then_some(self.sapiens)
+    }
+}
+
+/// An option's value as it arrived: text from the command line, or a JSON number or boolean.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptionValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+    Other,
+}
+
+impl OptionValue {
+    fn integer(&self) -> Option<i64> {
+        match self {
+            OptionValue::Integer(n) => Some(*n),
+            OptionValue::Text(t) => t.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn boolean(&self) -> Option<bool> {
+        match self {
+            OptionValue::Boolean(b) => Some(*b),
+            OptionValue::Text(t) => match t.as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 
@@ -172,6 +331,9 @@ pub struct AntibodyReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyResult {
     pub strategy: Strategy,
+    /// The options the design ran with (Sapiens only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<SapiensOptions>,
     pub humanized_vh: String,
     pub humanized_vl: Option<String>,
     pub mutations: PerChain<usize>,
@@ -233,28 +395,30 @@ impl<'a> Humanizer<'a> {
         self.report(vh, vl.as_ref())
     }
 
-    /// Runs each strategy in turn.
-    pub fn humanize(
+    /// Runs each strategy (or design) in turn.
+    pub fn humanize<S: Into<StrategySpec> + Copy>(
         &self,
         variant: &Variant,
-        strategies: &[Strategy],
+        strategies: &[S],
     ) -> Result<Vec<StrategyResult>, EngineError> {
         strategies.iter().map(|&s| self.run(variant, s)).collect()
     }
 
-    /// Runs one strategy.
+    /// Runs one strategy (a bare `Strategy` runs with its default options).
     pub fn run(
         &self,
         variant: &Variant,
-        strategy: Strategy,
+        spec: impl Into<StrategySpec>,
     ) -> Result<StrategyResult, EngineError> {
+        let spec = spec.into();
+        let strategy = spec.strategy;
         let (parental_vh, parental_vl) = &variant.facts;
         let humanize_chain =
             |chain: &NumberedChain, parental: &ChainFacts| -> Result<ChainFacts, EngineError> {
                 match strategy {
                     Strategy::CdrGrafting => graft_chain(chain, &parental.acceptor, false),
                     Strategy::CdrGraftingVernier => graft_chain(chain, &parental.acceptor, true),
-                    Strategy::Sapiens => sapiens_chain(chain),
+                    Strategy::Sapiens => sapiens_chain(chain, spec.sapiens),
                 }
             };
         let vh = humanize_chain(&variant.vh, parental_vh)?;
@@ -275,6 +439,7 @@ impl<'a> Humanizer<'a> {
             .map(|(p, h)| mutations_of(p, h));
         Ok(StrategyResult {
             strategy,
+            options: spec.reported_options(),
             humanized_vh: text(&vh.residues),
             humanized_vl: vl.as_ref().map(|c| text(&c.residues)),
             mutations: PerChain {
@@ -362,35 +527,47 @@ fn text(residues: &[u8]) -> String {
     residues.iter().map(|&r| r as char).collect()
 }
 
-/// Humanizes one chain with Sapiens as BioPhi does by default (`sapiens_humanize_chain`, one
-/// iteration): the model sees the numbered domain, the most likely residue is taken at every
-/// position (the first maximum in A…Y order, as pandas' `idxmax`), and the parental residue is
-/// put back at every Kabat-CDR position. The result keeps the parental numbering.
-fn sapiens_chain(parental: &NumberedChain) -> Result<ChainFacts, EngineError> {
+/// Humanizes one chain with Sapiens as BioPhi's `sapiens_humanize_chain` does: each pass the
+/// model sees the chain the previous pass made (the first sees the parental numbered domain),
+/// the most likely residue is taken at every position (the first maximum in A…Y order, as
+/// pandas' `idxmax`), and then the parental residue is put back at every Kabat-CDR position
+/// (unless `humanize_cdrs`) and, with `backmutate_vernier`, at every Vernier position — AbNumber's
+/// `graft_cdrs_onto` from the parental chain. The result keeps the parental numbering.
+fn sapiens_chain(
+    parental: &NumberedChain,
+    options: SapiensOptions,
+) -> Result<ChainFacts, EngineError> {
     let model = if parental.chain_type.is_heavy() {
         SapiensModel::vh()
     } else {
         SapiensModel::vl()
     };
-    let probabilities = model
-        .predict(&parental.residues)
-        .map_err(|e| EngineError(format!("Sapiens could not score the chain: {e}")))?;
-    let kabat: Vec<(Position, u8)> = parental
-        .numbered(Scheme::Kabat)
-        .zip(&probabilities)
-        .map(|((position, residue), row)| {
-            if is_kabat_cdr(parental.chain_type, position) {
-                return (position, residue);
-            }
-            let mut best = 0;
-            for (i, &p) in row.iter().enumerate() {
-                if p > row[best] {
-                    best = i;
+    let parental_kabat: Vec<(Position, u8)> = parental.numbered(Scheme::Kabat).collect();
+    let mut kabat = parental_kabat.clone();
+    for _ in 0..options.iterations {
+        let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
+        let probabilities = model
+            .predict(&residues)
+            .map_err(|e| EngineError(format!("Sapiens could not score the chain: {e}")))?;
+        kabat = parental_kabat
+            .iter()
+            .zip(&probabilities)
+            .map(|(&(position, residue), row)| {
+                let keep = (!options.humanize_cdrs && is_kabat_cdr(parental.chain_type, position))
+                    || (options.backmutate_vernier && is_vernier(parental.chain_type, position));
+                if keep {
+                    return (position, residue);
                 }
-            }
-            (position, AMINO_ACIDS[best])
-        })
-        .collect();
+                let mut best = 0;
+                for (i, &p) in row.iter().enumerate() {
+                    if p > row[best] {
+                        best = i;
+                    }
+                }
+                (position, AMINO_ACIDS[best])
+            })
+            .collect();
+    }
     let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
     let renumbered = number_as(&residues, parental.chain_type)
         .map_err(|e| EngineError(format!("the Sapiens chain could not be numbered: {e}")))?;

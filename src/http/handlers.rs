@@ -411,6 +411,7 @@ async fn delete_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiEr
 #[serde(deny_unknown_fields)]
 struct SubmitBody {
     variant_id: String,
+    strategies: Option<Vec<Value>>,
 }
 
 fn with_vary(mut r: HttpResponse) -> HttpResponse {
@@ -477,12 +478,23 @@ async fn submit_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, 
         .map_err(|_| {
             ApiError::InvalidRequest(format!("variant_id: {:?} is not a UUID", body.variant_id))
         })?;
+    // Canonical form (every option spelled out), so two ways of writing one request share an
+    // idempotency fingerprint and the job shows exactly what runs.
+    let strategies = body
+        .strategies
+        .as_deref()
+        .map(submit::parse_designs)
+        .transpose()?
+        .map(|designs| designs.iter().map(submit::design_json).collect());
     let wait = prefer_wait(&ctx.headers)?;
     let idem = idempotency_key(app, &ctx.headers, "/v1/humanizations")?;
     let (outcome, created) = submit::submit_humanization(
         &app.db,
         ctx.org_id(),
-        NewHumanization { variant_id },
+        NewHumanization {
+            variant_id,
+            strategies,
+        },
         idem,
         |job| {
             stored(

@@ -18,10 +18,10 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::humanize::{Humanizer, Strategy, Variant};
+use crate::engine::humanize::{Humanizer, Strategy, StrategySpec, Variant};
 use crate::engine::humanness::HumanPeptides;
 use crate::service::ServiceError;
-use crate::service::submit::HumanizationSnapshot;
+use crate::service::submit::{HumanizationSnapshot, parse_designs};
 use crate::store::accounts;
 use crate::store::db::{Db, StoreError};
 use crate::store::jobs::{self, JobRow, Status};
@@ -428,19 +428,26 @@ impl Runner {
             detail: e.to_string(),
         })?;
         let variant = Arc::new(variant);
-        let mut results = Vec::with_capacity(self.config.strategies.len());
-        for &strategy in &self.config.strategies {
+        let designs: Vec<StrategySpec> = match &snapshot.strategies {
+            Some(asked) => parse_designs(asked).map_err(|e| Stop::Failed {
+                code: "internal",
+                detail: format!("the job's strategies could not be read: {e}"),
+            })?,
+            None => self.config.strategies.iter().map(|&s| s.into()).collect(),
+        };
+        let mut results = Vec::with_capacity(designs.len());
+        for spec in designs {
+            let strategy = spec.strategy;
             self.advance(&job.id, token, control, strategy.name())
                 .await?;
             let variant = Arc::clone(&variant);
-            let result = Self::blocking(token, move || {
-                Humanizer::new(peptides).run(&variant, strategy)
-            })
-            .await?
-            .map_err(|e| Stop::Failed {
-                code: "internal",
-                detail: format!("strategy {strategy} could not run: {e}"),
-            })?;
+            let result =
+                Self::blocking(token, move || Humanizer::new(peptides).run(&variant, spec))
+                    .await?
+                    .map_err(|e| Stop::Failed {
+                        code: "internal",
+                        detail: format!("strategy {strategy} could not run: {e}"),
+                    })?;
             results.push(result);
         }
         // From here on the job refuses cancellation: its results are being written.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::chain::ChainType;
-use crate::engine::humanize::Variant;
+use crate::engine::humanize::{OptionValue, Strategy, StrategySpec, Variant};
 use crate::engine::sequence::clean;
 use crate::store::accounts;
 use crate::store::db::{Db, StoreError, format_timestamp, new_id, now};
@@ -307,6 +307,10 @@ pub fn validate_chains(vh: &str, vl: &str) -> Result<(String, String, &'static s
 #[derive(Debug, Clone, Serialize)]
 pub struct NewHumanization {
     pub variant_id: String,
+    /// The designs asked for, in canonical form (`design_json`); `None`: every configured
+    /// strategy with its defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategies: Option<Vec<serde_json::Value>>,
 }
 
 /// What a humanization job runs on, copied from the variant at submit.
@@ -316,6 +320,71 @@ pub struct HumanizationSnapshot {
     pub name: String,
     pub vh: String,
     pub vl: String,
+    /// The designs asked for (`design_json` objects); absent: the server's configured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategies: Option<Vec<serde_json::Value>>,
+}
+
+/// The most designs one submit may ask for.
+pub const MAX_DESIGNS: usize = 10;
+
+/// Reads a submit's `strategies`: each an object with `name` and that strategy's options
+/// (`{"name": "sapiens", "iterations": 2}`). Refusals name the entry and the option.
+pub fn parse_designs(entries: &[serde_json::Value]) -> Result<Vec<StrategySpec>, ServiceError> {
+    if entries.is_empty() {
+        return Err(ServiceError::InvalidRequest(
+            "strategies: give at least one, or leave the field out for every strategy".into(),
+        ));
+    }
+    if entries.len() > MAX_DESIGNS {
+        return Err(ServiceError::InvalidRequest(format!(
+            "strategies: at most {MAX_DESIGNS} designs per submit, not {}",
+            entries.len()
+        )));
+    }
+    let mut designs: Vec<StrategySpec> = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let bad = |why: String| ServiceError::InvalidRequest(format!("strategies[{i}]: {why}"));
+        let object = entry
+            .as_object()
+            .ok_or_else(|| bad("must be an object with a `name`".into()))?;
+        let name = object
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| bad("`name` (a string) is required".into()))?;
+        let strategy: Strategy = name.parse().map_err(bad)?;
+        let options = object.iter().filter(|(k, _)| *k != "name").map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::Bool(b) => OptionValue::Boolean(*b),
+                serde_json::Value::Number(n) => {
+                    n.as_i64().map_or(OptionValue::Other, OptionValue::Integer)
+                }
+                _ => OptionValue::Other,
+            };
+            (k.as_str(), value)
+        });
+        let spec = StrategySpec::with_options(strategy, options).map_err(bad)?;
+        if designs.contains(&spec) {
+            return Err(bad("the same design is listed twice".into()));
+        }
+        designs.push(spec);
+    }
+    Ok(designs)
+}
+
+/// A design as a JSON object with every option spelled out, as inputs and snapshots keep it.
+pub fn design_json(spec: &StrategySpec) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    object.insert("name".into(), spec.strategy.name().into());
+    if let Some(options) = spec.reported_options() {
+        object.insert("iterations".into(), options.iterations.into());
+        object.insert("humanize_cdrs".into(), options.humanize_cdrs.into());
+        object.insert(
+            "backmutate_vernier".into(),
+            options.backmutate_vernier.into(),
+        );
+    }
+    serde_json::Value::Object(object)
 }
 
 /// Submits a humanization: job, debit and idempotency record in one transaction.
@@ -349,14 +418,19 @@ pub async fn submit_humanization(
             name: variant.name,
             vh: variant.vh,
             vl: variant.vl,
+            strategies: request.strategies.clone(),
         };
+        let mut inputs = serde_json::json!({ "variant_id": variant.id });
+        if let Some(designs) = &request.strategies {
+            inputs["strategies"] = serde_json::Value::Array(designs.clone());
+        }
         let job = JobRow {
             id: new_id(),
             org_id: org_id.clone(),
             kind: HUMANIZATION.into(),
             status: Status::Pending,
             stage: None,
-            inputs: serde_json::json!({ "variant_id": variant.id }).to_string(),
+            inputs: inputs.to_string(),
             snapshot: serde_json::to_string(&snapshot).unwrap_or_default(),
             credit_cost: HUMANIZATION_COST,
             created_at: now(),

@@ -181,3 +181,16 @@ def test_sync_and_async_clients_give_the_same_results(server):
 async def _get_missing(server):
     async with AsyncClient(server.url, api_key=server.key) as veneer:
         await veneer.variants.get("01a20651-60bf-7071-8acf-dd18d042cc9e")
+
+
+def test_designs_with_options_come_back_typed(server):
+    veneer = Client(server.url, api_key=server.key)
+    variant = veneer.variants.create("AntiCD28", VH, VL)
+    job = veneer.humanizations.submit(
+        variant, strategies=["cdr_grafting", {"name": "sapiens", "iterations": 2}], wait=60)
+    assert [r.strategy for r in job.results] == ["cdr_grafting", "sapiens"]
+    assert job.results[0].options is None
+    assert job.results[1].options == vc.SapiensOptions(iterations=2, humanize_cdrs=False, backmutate_vernier=False)
+    with pytest.raises(vc.InvalidRequest) as e:
+        veneer.humanizations.submit(variant, strategies=[{"name": "sapiens", "iterations": 9}])
+    assert "strategies[0]" in e.value.detail

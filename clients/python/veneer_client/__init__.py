@@ -17,12 +17,12 @@ from .errors import (
 )
 from .models import (
     Humanization, Job, JobCancelResult, LedgerEntry, Organization, Problem, Report,
-    StrategyResult, Variant, VariantImportRecord, VariantImportResult,
+    SapiensOptions, StrategyResult, Variant, VariantImportRecord, VariantImportResult,
 )
 
 __all__ = [
     "AsyncClient", "Client", "new_idempotency_key",
-    "Job", "Humanization", "StrategyResult", "Report", "Variant", "VariantImportResult",
+    "Job", "Humanization", "StrategyResult", "SapiensOptions", "Report", "Variant", "VariantImportResult",
     "VariantImportRecord", "Organization", "LedgerEntry", "JobCancelResult", "Problem",
     "VeneerError", "ApiError", "TransportError", "JobTimeout", "InvalidRequest",
     "InvalidIdempotencyKey", "Unauthenticated", "InsufficientCredits", "Forbidden", "NotFound",

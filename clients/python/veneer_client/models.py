@@ -127,10 +127,20 @@ class Report(Model):
     germline_content: PerChain[float]
 
 
+class SapiensOptions(Model):
+    """The options a Sapiens design ran with."""
+
+    iterations: int
+    humanize_cdrs: bool
+    backmutate_vernier: bool
+
+
 class StrategyResult(Report):
-    """One strategy's humanized antibody with its report (SCIENCE.md)."""
+    """One design's humanized antibody with its report (SCIENCE.md); ``options`` is set for
+    Sapiens designs."""
 
     strategy: str
+    options: SapiensOptions | None = None
     humanized_vh: str
     humanized_vl: str | None
     mutations: PerChain[int]

@@ -66,12 +66,18 @@ class Variants(_Resource):
 class Humanizations(_Resource):
     """Humanization jobs (1 credit each)."""
 
-    def submit(self, variant: VariantRef, *, idempotency_key: str | None = None, wait: int | None = None):
+    def submit(self, variant: VariantRef, *, strategies: "list[str | dict[str, Any]] | None" = None,
+               idempotency_key: str | None = None, wait: int | None = None):
         """Submits a humanization of ``variant``. Always sends an Idempotency-Key (a new one
         unless given), and every retry reuses it, so a retried submit never charges twice.
-        ``wait``: seconds the server may hold the answer until the job ends (``Prefer: wait``)."""
+        ``strategies``: the designs to run, e.g. ``["cdr_grafting", {"name": "sapiens",
+        "iterations": 2}]`` (default: every strategy the server runs). ``wait``: seconds the
+        server may hold the answer until the job ends (``Prefer: wait``)."""
         key = idempotency_key or new_idempotency_key()
-        call = Call.write("POST", "/v1/humanizations", {"variant_id": _id(variant)}, self._bind, key)
+        body: dict[str, Any] = {"variant_id": _id(variant)}
+        if strategies is not None:
+            body["strategies"] = [{"name": d} if isinstance(d, str) else dict(d) for d in strategies]
+        call = Call.write("POST", "/v1/humanizations", body, self._bind, key)
         if wait:
             call.headers["Prefer"] = f"wait={int(wait)}"
         return self._c._execute(call)
