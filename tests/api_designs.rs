@@ -159,3 +159,31 @@ fn an_idempotency_key_compares_designs_in_canonical_form() {
     // Another design under the same key is a mismatch.
     send(json!([{"name": "sapiens", "iterations": 3}])).problem(409, "idempotency_mismatch");
 }
+
+#[test]
+fn a_mutation_budget_is_an_option_of_sapiens() {
+    let s = Server::start(&[]);
+    let variant = s.create_variant("AntiCD28");
+    let r = submit(
+        &s,
+        &variant,
+        json!([{"name": "sapiens", "iterations": 2, "max_mutations": 4}]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let result = &r.json["results"][0];
+    assert_eq!(result["options"]["max_mutations"], 4);
+    assert!(result["mutations"]["vh"].as_u64().unwrap_or(99) <= 4);
+    assert!(result["mutations"]["vl"].as_u64().unwrap_or(99) <= 4);
+    for bad in [json!(-1), json!(161), json!("4"), json!(2.5)] {
+        let r = submit(
+            &s,
+            &variant,
+            json!([{"name": "sapiens", "max_mutations": bad}]),
+        );
+        let detail = r.problem(400, "invalid_request")["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(detail.contains("max_mutations"), "{bad}: {detail}");
+    }
+}

@@ -157,6 +157,7 @@ fn sapiens_options_keep_what_they_promise() {
             iterations,
             humanize_cdrs,
             backmutate_vernier,
+            max_mutations: None,
         },
     };
     let mut cdr_changes = 0;
@@ -210,4 +211,75 @@ fn sapiens_options_keep_what_they_promise() {
         }
     }
     assert!(cdr_changes > 0, "humanize_cdrs never changed a CDR residue");
+}
+
+/// The mutation budget (`max_mutations`), on all 25 antibodies: never more than N mutations per
+/// chain; N at least the unbudgeted count gives the unbudgeted chain; for one pass the budgeted
+/// mutations are a subset of the unbudgeted ones; the same input gives the same output.
+#[test]
+fn a_mutation_budget_keeps_its_promises() {
+    let parental = fasta("parental.fa");
+    let humanizer = Humanizer::new(OasisSet::embedded());
+    let design = |iterations, max_mutations| StrategySpec {
+        strategy: Strategy::Sapiens,
+        sapiens: SapiensOptions {
+            iterations,
+            max_mutations,
+            ..SapiensOptions::default()
+        },
+    };
+    for name in parental.keys().filter_map(|k| k.strip_suffix(" VH")) {
+        let variant = Variant::new(
+            &parental[&format!("{name} VH")],
+            Some(&parental[&format!("{name} VL")]),
+        )
+        .expect("valid");
+        for iterations in [1, 3] {
+            let free = humanizer
+                .run(&variant, design(iterations, None))
+                .expect("runs");
+            let most = free.mutations.vh.max(free.mutations.vl.unwrap_or(0));
+            let roomy = humanizer
+                .run(&variant, design(iterations, Some(most as u16)))
+                .expect("runs");
+            assert_eq!(
+                (&roomy.humanized_vh, &roomy.humanized_vl),
+                (&free.humanized_vh, &free.humanized_vl),
+                "{name}"
+            );
+            for budget in [0u16, 3, 8] {
+                let tight = humanizer
+                    .run(&variant, design(iterations, Some(budget)))
+                    .expect("runs");
+                assert!(tight.mutations.vh <= budget as usize, "{name} VH {budget}");
+                assert!(
+                    tight.mutations.vl.unwrap_or(0) <= budget as usize,
+                    "{name} VL {budget}"
+                );
+                if iterations == 1 {
+                    for (ours, all) in [
+                        (&tight.mutation_list.vh, &free.mutation_list.vh),
+                        (
+                            tight.mutation_list.vl.as_ref().expect("vl"),
+                            free.mutation_list.vl.as_ref().expect("vl"),
+                        ),
+                    ] {
+                        assert!(
+                            ours.iter().all(|m| all.contains(m)),
+                            "{name}: {ours:?} within {all:?}"
+                        );
+                        assert_eq!(
+                            ours.len(),
+                            all.len().min(budget as usize),
+                            "{name}: the budget is used"
+                        );
+                    }
+                }
+                let again = humanizer
+                    .run(&variant, design(iterations, Some(budget)))
+                    .expect("runs");
+                assert_eq!(again, tight, "{name}: deterministic");
+            }
+        }
+    }
 }

@@ -92,6 +92,10 @@ pub struct SapiensOptions {
     pub humanize_cdrs: bool,
     /// Keep the parental residue at every Vernier position after each pass.
     pub backmutate_vernier: bool,
+    /// At most this many mutations per chain: after each pass only the mutations the model
+    /// prefers most strongly over the parental residue are kept (`None`: no budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_mutations: Option<u16>,
 }
 
 impl Default for SapiensOptions {
@@ -100,12 +104,15 @@ impl Default for SapiensOptions {
             iterations: 1,
             humanize_cdrs: false,
             backmutate_vernier: false,
+            max_mutations: None,
         }
     }
 }
 
 /// The most Sapiens passes a design may ask for.
 pub const MAX_SAPIENS_ITERATIONS: u8 = 5;
+/// The largest mutation budget (longer than any variable domain).
+pub const MAX_MUTATION_BUDGET: u16 = 160;
 
 /// A strategy with its options: what one design of a job (or of `veneer humanize`) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,7 +135,12 @@ impl StrategySpec {
     /// The option names a strategy takes.
     pub fn option_names(strategy: Strategy) -> &'static [&'static str] {
         match strategy {
-            Strategy::Sapiens => &["iterations", "humanize_cdrs", "backmutate_vernier"],
+            Strategy::Sapiens => &[
+                "iterations",
+                "humanize_cdrs",
+                "backmutate_vernier",
+                "max_mutations",
+            ],
             Strategy::CdrGrafting | Strategy::CdrGraftingVernier => &[],
         }
     }
@@ -167,6 +179,14 @@ impl StrategySpec {
                     spec.sapiens.iterations = n.ok_or_else(|| {
                         format!("option iterations of strategy {strategy} must be a whole number from 1 to {MAX_SAPIENS_ITERATIONS}")
                     })? as u8;
+                }
+                "max_mutations" => {
+                    let n = value
+                        .integer()
+                        .filter(|n| (0..=MAX_MUTATION_BUDGET as i64).contains(n));
+                    spec.sapiens.max_mutations = Some(n.ok_or_else(|| {
+                        format!("option max_mutations of strategy {strategy} must be a whole number from 0 to {MAX_MUTATION_BUDGET}")
+                    })? as u16);
                 }
                 "humanize_cdrs" | "backmutate_vernier" => {
                     let flag = value.boolean().ok_or_else(|| {
@@ -567,6 +587,14 @@ fn sapiens_chain(
                 (position, AMINO_ACIDS[best])
             })
             .collect();
+        if let Some(budget) = options.max_mutations {
+            keep_strongest(
+                &mut kabat,
+                &parental_kabat,
+                &probabilities,
+                usize::from(budget),
+            );
+        }
     }
     let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
     let renumbered = number_as(&residues, parental.chain_type)
@@ -575,6 +603,44 @@ fn sapiens_chain(
     facts.kabat = kabat;
     facts.residues = residues;
     Ok(facts)
+}
+
+/// A mutation budget: when `chain` differs from `parental` at more than `budget` positions,
+/// only the `budget` mutations the model prefers most strongly over the parental residue
+/// (largest `ln p(mutant) − ln p(parental)` under this pass's probabilities; ties to the
+/// earlier position) are kept, and the others go back to the parental residue.
+fn keep_strongest(
+    chain: &mut [(Position, u8)],
+    parental: &[(Position, u8)],
+    probabilities: &[[f32; 20]],
+    budget: usize,
+) {
+    let probability = |row: &[f32; 20], residue: u8| {
+        AMINO_ACIDS
+            .iter()
+            .position(|&a| a == residue)
+            .map_or(0.0, |i| f64::from(row[i]))
+    };
+    let mut mutated: Vec<(f64, usize)> = chain
+        .iter()
+        .zip(parental)
+        .zip(probabilities)
+        .enumerate()
+        .filter(|(_, ((ours, theirs), _))| ours.1 != theirs.1)
+        .map(|(i, ((ours, theirs), row))| {
+            (
+                probability(row, ours.1).ln() - probability(row, theirs.1).ln(),
+                i,
+            )
+        })
+        .collect();
+    if mutated.len() <= budget {
+        return;
+    }
+    mutated.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(_, i) in &mutated[budget..] {
+        chain[i].1 = parental[i].1;
+    }
 }
 
 /// Grafts one chain onto its acceptor and renumbers the graft to report on it.

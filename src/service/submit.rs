@@ -383,6 +383,9 @@ pub fn design_json(spec: &StrategySpec) -> serde_json::Value {
             "backmutate_vernier".into(),
             options.backmutate_vernier.into(),
         );
+        if let Some(budget) = options.max_mutations {
+            object.insert("max_mutations".into(), budget.into());
+        }
     }
     serde_json::Value::Object(object)
 }

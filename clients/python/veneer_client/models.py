@@ -133,6 +133,7 @@ class SapiensOptions(Model):
     iterations: int
     humanize_cdrs: bool
     backmutate_vernier: bool
+    max_mutations: int | None = None
 
 
 class StrategyResult(Report):
