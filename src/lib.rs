@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod export;
 pub mod http;
 pub mod input;
 pub mod runner;

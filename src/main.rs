@@ -71,6 +71,9 @@ enum Command {
         /// Prevalence threshold with --oasis-db: loose (1 %), relaxed (10 %), medium (50 %), strict (90 %).
         #[arg(long, default_value = "relaxed", requires = "oasis_db")]
         oasis_threshold: OasisThreshold,
+        /// Write to this file instead of standard output (needed for xlsx on a terminal).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -134,6 +137,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             strategies,
             designs,
             format,
+            output,
             input,
             vh,
             vl,
@@ -170,9 +174,29 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
                 designs
             };
-            let failed =
-                veneer::cli::humanize::run(&records, &humanizer, &designs, format, &mut out)
+            let failed = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    let mut file = BufWriter::new(file);
+                    let failed = veneer::cli::humanize::run(
+                        &records, &humanizer, &designs, format, &mut file,
+                    )
                     .map_err(|e| e.to_string())?;
+                    file.flush()
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    failed
+                }
+                None => {
+                    if format == veneer::cli::humanize::Format::Xlsx
+                        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    {
+                        return Err("--format xlsx writes a binary file: give --output FILE".into());
+                    }
+                    veneer::cli::humanize::run(&records, &humanizer, &designs, format, &mut out)
+                        .map_err(|e| e.to_string())?
+                }
+            };
             (failed, records.len())
         }
     };

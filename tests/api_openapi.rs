@@ -39,6 +39,11 @@ const SPEC: &[(&str, &str, &[u16])] = &[
     ),
     ("get", "/v1/humanizations/{id}", &[200, 404]),
     ("post", "/v1/humanizations/{id}/cancel", &[200, 404, 409]),
+    (
+        "get",
+        "/v1/humanizations/{id}/export",
+        &[200, 400, 404, 409],
+    ),
     ("get", "/v1/jobs", &[200, 400]),
     ("get", "/v1/jobs/{id}", &[200, 400, 404]),
     ("post", "/v1/jobs/{id}/cancel", &[200, 202, 404, 409]),

@@ -10,6 +10,7 @@ use crate::engine::humanize::{AntibodyReport, Humanizer, StrategyResult, Strateg
 use crate::engine::numbering::{NumberedChain, Position, Scheme, is_kabat_cdr, number_as};
 use crate::engine::sequence::clean;
 
+use crate::export;
 use crate::input::AntibodyRecord;
 
 /// Output format of `veneer humanize`.
@@ -19,6 +20,12 @@ pub enum Format {
     Jsonl,
     /// A readable alignment of parental and humanized chains.
     Table,
+    /// One row per design (as `GET /v1/humanizations/{id}/export?format=csv`).
+    Csv,
+    /// The designs' chains, records named `<antibody>_<design> VH` / `VL`.
+    Fasta,
+    /// A workbook: overview, then per chain the alignment and per-residue humanness.
+    Xlsx,
 }
 
 #[derive(Serialize)]
@@ -62,6 +69,8 @@ pub fn run(
 ) -> std::io::Result<usize> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut failed = 0;
+    // Files (CSV, FASTA, XLSX) are written once every antibody is done.
+    let mut files: Vec<(String, serde_json::Value, Vec<serde_json::Value>)> = Vec::new();
     let progress = super::progress::bar(records.len(), "antibodies");
     let progress = &progress;
     for batch in records.chunks(1024) {
@@ -94,10 +103,39 @@ pub fn run(
             match format {
                 Format::Jsonl => writeln!(out, "{}", json_line(&record.name, outcome))?,
                 Format::Table => write!(out, "{}", table(&record.name, &outcome))?,
+                Format::Csv | Format::Fasta | Format::Xlsx => match outcome {
+                    Ok((_, parental, results)) => files.push((
+                        record.name.clone(),
+                        serde_json::to_value(&parental).unwrap_or_default(),
+                        results
+                            .iter()
+                            .map(|r| serde_json::to_value(r).unwrap_or_default())
+                            .collect(),
+                    )),
+                    Err(error) => eprintln!("veneer: {}: {error}", record.name),
+                },
             }
         }
     }
     progress.finish_and_clear();
+    if matches!(format, Format::Csv | Format::Fasta | Format::Xlsx) {
+        let antibodies: Vec<export::Antibody> = files
+            .iter()
+            .map(|(name, parental, results)| export::Antibody {
+                name,
+                job_id: None,
+                parental,
+                results,
+            })
+            .collect();
+        let bytes = match format {
+            Format::Csv => export::csv(&antibodies).map(String::into_bytes),
+            Format::Fasta => Ok(export::fasta(&antibodies).into_bytes()),
+            _ => export::xlsx(&antibodies),
+        }
+        .map_err(std::io::Error::other)?;
+        out.write_all(&bytes)?;
+    }
     Ok(failed)
 }
 

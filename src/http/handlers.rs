@@ -102,6 +102,7 @@ pub async fn authenticated(
         Endpoint::SubmitHumanization => submit_humanization(app, &ctx).await,
         Endpoint::GetHumanization => get_humanization(app, &ctx).await,
         Endpoint::CancelHumanization => cancel_humanization(app, &ctx).await,
+        Endpoint::ExportHumanization => export_humanization(app, &ctx).await,
         Endpoint::ListJobs => list_jobs(app, &ctx, None).await,
         Endpoint::GetJob => get_job(app, &ctx).await,
         Endpoint::CancelJob => cancel_job(app, &ctx).await,
@@ -152,6 +153,7 @@ fn route_id(ctx: &Ctx) -> Result<String, ApiError> {
         Route::Variant(id)
         | Route::Humanization(id)
         | Route::HumanizationCancel(id)
+        | Route::HumanizationExport(id)
         | Route::Job(id)
         | Route::JobCancel(id) => path_id(id),
         _ => Err(ApiError::NotFound),
@@ -552,6 +554,95 @@ async fn get_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, Api
         }
     };
     Ok(with_vary(response))
+}
+
+/// A completed job's designs as a file (SPEC §6): FASTA, CSV or XLSX, as an attachment.
+async fn export_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let id = route_id(ctx)?;
+    let format = match ctx.query("format") {
+        Some(f @ ("fasta" | "csv" | "xlsx")) => f.to_string(),
+        Some(other) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "format: {other:?} is not one of fasta, csv, xlsx"
+            )));
+        }
+        None => {
+            return Err(ApiError::InvalidRequest(
+                "format: give ?format=fasta, csv or xlsx".into(),
+            ));
+        }
+    };
+    let job = load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?;
+    if job.status != Status::Completed {
+        return Err(crate::service::ServiceError::NotCompleted(job.status).into());
+    }
+    let snapshot: submit::HumanizationSnapshot =
+        serde_json::from_str(&job.snapshot).map_err(|_| ApiError::Internal)?;
+    let parse = |text: Option<&str>| {
+        text.and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let results = parse(job.results.as_deref());
+    let parental = parse(job.parental.as_deref());
+    let results = results.as_array().cloned().unwrap_or_default();
+    let job_id = job.id.clone();
+    let name = snapshot.name.clone();
+    // XLSX for a long job is real work: off the async threads.
+    let (body, content_type) = tokio::task::spawn_blocking(move || {
+        let antibody = crate::export::Antibody {
+            name: &name,
+            job_id: Some(&job_id),
+            parental: &parental,
+            results: &results,
+        };
+        let antibodies = [antibody];
+        match format.as_str() {
+            "fasta" => Ok((
+                crate::export::fasta(&antibodies).into_bytes(),
+                "text/x-fasta; charset=utf-8",
+            )),
+            "csv" => {
+                crate::export::csv(&antibodies).map(|t| (t.into_bytes(), "text/csv; charset=utf-8"))
+            }
+            _ => crate::export::xlsx(&antibodies).map(|b| {
+                (
+                    b,
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                )
+            }),
+        }
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?
+    .map_err(|e| {
+        tracing::error!(error = %e, "export failed");
+        ApiError::Internal
+    })?;
+    let extension = match content_type {
+        t if t.starts_with("text/x-fasta") => "fasta",
+        t if t.starts_with("text/csv") => "csv",
+        _ => "xlsx",
+    };
+    let stem: String = snapshot
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut r = respond(StatusCode::OK, content_type, body);
+    let disposition = format!(
+        "attachment; filename=\"{stem}-{}.{extension}\"",
+        &job.id[job.id.len() - 8..]
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        r.headers_mut().insert(http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(r)
 }
 
 async fn get_job(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {

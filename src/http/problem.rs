@@ -182,6 +182,18 @@ impl ApiError {
                         format!("The job is already {}.", status.name()),
                     )
                 },
+                ServiceError::NotCompleted(status) => Problem {
+                    extra: vec![("job_status", json!(status.name()))],
+                    ..p(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "Conflict",
+                        format!(
+                            "The job is {}; only a completed job has designs to export.",
+                            status.name()
+                        ),
+                    )
+                },
                 ServiceError::CancelUnavailable(stage) => Problem {
                     extra: vec![("stage", json!(stage))],
                     ..p(

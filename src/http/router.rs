@@ -18,6 +18,7 @@ pub enum Route {
     Humanizations,
     Humanization(String),
     HumanizationCancel(String),
+    HumanizationExport(String),
     Jobs,
     Job(String),
     JobCancel(String),
@@ -52,6 +53,7 @@ pub enum Endpoint {
     SubmitHumanization,
     GetHumanization,
     CancelHumanization,
+    ExportHumanization,
     ListJobs,
     GetJob,
     CancelJob,
@@ -69,7 +71,7 @@ impl Endpoint {
             ListLedger => Some("credits:read"),
             ListVariants | GetVariant => Some("variants:read"),
             CreateVariant | ImportVariants | DeleteVariant => Some("variants:write"),
-            ListHumanizations | GetHumanization => Some("humanizations:read"),
+            ListHumanizations | GetHumanization | ExportHumanization => Some("humanizations:read"),
             SubmitHumanization => Some("humanizations:write"),
             CancelHumanization | CancelJob => Some("jobs:cancel"),
             ListJobs | GetJob => Some("jobs:read"),
@@ -114,6 +116,7 @@ impl Endpoint {
             ListHumanizations => &["limit", "starting_after", "status"],
             ListJobs => &["limit", "starting_after", "status", "object"],
             GetJob => &["wait"],
+            ExportHumanization => &["format"],
             _ => &[],
         }
     }
@@ -143,6 +146,9 @@ impl Route {
             ["v1", "humanizations", h, "cancel"] if !h.is_empty() => {
                 Route::HumanizationCancel(id(h))
             }
+            ["v1", "humanizations", h, "export"] if !h.is_empty() => {
+                Route::HumanizationExport(id(h))
+            }
             ["v1", "jobs"] => Route::Jobs,
             ["v1", "jobs", j] if !j.is_empty() => Route::Job(id(j)),
             ["v1", "jobs", j, "cancel"] if !j.is_empty() => Route::JobCancel(id(j)),
@@ -165,6 +171,7 @@ impl Route {
             Route::Humanizations => "/v1/humanizations",
             Route::Humanization(_) => "/v1/humanizations/{id}",
             Route::HumanizationCancel(_) => "/v1/humanizations/{id}/cancel",
+            Route::HumanizationExport(_) => "/v1/humanizations/{id}/export",
             Route::Jobs => "/v1/jobs",
             Route::Job(_) => "/v1/jobs/{id}",
             Route::JobCancel(_) => "/v1/jobs/{id}/cancel",
@@ -200,6 +207,7 @@ impl Route {
             (Route::Humanizations, "POST") => E::SubmitHumanization,
             (Route::Humanization(_), "GET") => E::GetHumanization,
             (Route::HumanizationCancel(_), "POST") => E::CancelHumanization,
+            (Route::HumanizationExport(_), "GET") => E::ExportHumanization,
             (Route::Jobs, "GET") => E::ListJobs,
             (Route::Job(_), "GET") => E::GetJob,
             (Route::JobCancel(_), "POST") => E::CancelJob,

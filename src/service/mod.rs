@@ -21,6 +21,8 @@ pub enum ServiceError {
     InsufficientCredits { cost: i64, balance: i64 },
     #[error("the job is already {}", .0.name())]
     AlreadyTerminal(Status),
+    #[error("the job is {}, not completed", .0.name())]
+    NotCompleted(Status),
     #[error("the job is in stage {0}, which cannot be canceled")]
     CancelUnavailable(String),
     #[error("the idempotency key was used with a different request body")]

@@ -371,6 +371,8 @@ pub struct Resp {
     pub headers: Vec<(String, String)>,
     pub text: String,
     pub json: Value,
+    /// The body as sent (for binary files).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -397,6 +399,7 @@ impl Resp {
             headers,
             text,
             json,
+            bytes: raw[split + 4..].to_vec(),
         }
     }
 
