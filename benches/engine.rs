@@ -22,7 +22,7 @@ fn engine(c: &mut Criterion) {
     // Warm the lazily parsed tables so the benches measure the work, not the first load.
     let variant = Variant::new(VH, Some(VL)).expect("Campath numbers");
     humanizer
-        .humanize(&variant, &Strategy::ALL)
+        .humanize(&variant, &Strategy::DEFAULT)
         .expect("humanizes");
 
     c.bench_function("number one chain (type detected)", |b| {
@@ -52,7 +52,7 @@ fn engine(c: &mut Criterion) {
             let variant = Variant::new(black_box(VH), Some(black_box(VL))).expect("numbers");
             let parental = humanizer.parental(&variant);
             let results = humanizer
-                .humanize(&variant, &Strategy::ALL)
+                .humanize(&variant, &Strategy::DEFAULT)
                 .expect("humanizes");
             (parental, results)
         })

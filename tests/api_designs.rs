@@ -187,3 +187,37 @@ fn a_mutation_budget_is_an_option_of_sapiens() {
         assert!(detail.contains("max_mutations"), "{bad}: {detail}");
     }
 }
+
+#[test]
+fn graft_then_sapiens_is_a_design_of_its_own() {
+    let s = Server::start(&[]);
+    let variant = s.create_variant("AntiCD28");
+    let r = submit(
+        &s,
+        &variant,
+        json!([{"name": "cdr_grafting_vernier"}, {"name": "cdr_grafting_sapiens", "iterations": 2}]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let design = &r.json["results"][1];
+    assert_eq!(r.json["status"], "completed", "{}", r.text);
+    assert_eq!(design["strategy"], "cdr_grafting_sapiens");
+    assert_eq!(
+        design["options"],
+        json!({"iterations": 2, "humanize_cdrs": false, "backmutate_vernier": true})
+    );
+    // Without `strategies`, a job runs today's three strategies.
+    let plain = s
+        .req()
+        .method("POST")
+        .path("/v1/humanizations")
+        .header("Prefer", "wait=60")
+        .json(&json!({"variant_id": variant}))
+        .send();
+    let names: Vec<&str> = plain.json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["strategy"].as_str())
+        .collect();
+    assert_eq!(names, ["cdr_grafting", "cdr_grafting_vernier", "sapiens"]);
+}

@@ -283,3 +283,91 @@ fn a_mutation_budget_keeps_its_promises() {
         }
     }
 }
+
+/// `cdr_grafting_sapiens` (BioPhi's grafting with `sapiens_iterations`): Sapiens passes on the
+/// graft, on all 25 antibodies. Its CDRs stay parental, and with `backmutate_vernier` (the
+/// default, as BioPhi's) so do its Vernier residues; every residue where it differs from the
+/// graft it starts from is a framework position the graft did not protect.
+#[test]
+fn graft_then_sapiens_changes_only_the_grafts_unprotected_framework() {
+    use veneer::engine::grafting::is_vernier;
+    use veneer::engine::numbering::{Position, is_kabat_cdr};
+
+    let parental = fasta("parental.fa");
+    let humanizer = Humanizer::new(OasisSet::embedded());
+    let spec = |iterations, backmutate_vernier| StrategySpec {
+        strategy: Strategy::CdrGraftingSapiens,
+        sapiens: SapiensOptions {
+            iterations,
+            backmutate_vernier,
+            ..SapiensOptions::default()
+        },
+    };
+    assert_eq!(
+        StrategySpec::from(Strategy::CdrGraftingSapiens),
+        spec(1, true)
+    );
+    let label_position = |label: &str| -> (bool, Position) {
+        let heavy = label.starts_with('H');
+        let position: Position = label[1..].parse().expect("a Kabat label");
+        (heavy, position)
+    };
+    let mut changed_from_graft = 0;
+    for name in parental.keys().filter_map(|k| k.strip_suffix(" VH")) {
+        let variant = Variant::new(
+            &parental[&format!("{name} VH")],
+            Some(&parental[&format!("{name} VL")]),
+        )
+        .expect("valid");
+        for (vernier, graft) in [
+            (true, Strategy::CdrGraftingVernier),
+            (false, Strategy::CdrGrafting),
+        ] {
+            let graft = humanizer.run(&variant, graft).expect("graft");
+            let both = humanizer
+                .run(&variant, spec(2, vernier))
+                .expect("graft + sapiens");
+            for list in [
+                &both.mutation_list.vh,
+                both.mutation_list.vl.as_ref().expect("vl"),
+            ] {
+                for m in list {
+                    let (heavy, position) = label_position(m.split(':').next().unwrap_or(""));
+                    let chain = if heavy {
+                        veneer::engine::chain::ChainType::H
+                    } else {
+                        veneer::engine::chain::ChainType::K
+                    };
+                    assert!(!is_kabat_cdr(chain, position), "{name}: {m} is in a CDR");
+                    // A position the parental chain lacks (`H2:->V`: its numbering starts later)
+                    // has no residue to keep.
+                    let parental_has_it = !m.contains(":-");
+                    if vernier && parental_has_it {
+                        assert!(
+                            !is_vernier(chain, position),
+                            "{name}: {m} is a Vernier position"
+                        );
+                    }
+                }
+            }
+            let graft_vh = graft.report.numbering.vh.clone();
+            let ours_vh = both.report.numbering.vh.clone();
+            assert_eq!(
+                graft_vh.len(),
+                ours_vh.len(),
+                "{name}: the graft's numbering is kept"
+            );
+            for ((label, g), (_, o)) in graft_vh.iter().zip(&ours_vh) {
+                if g != o {
+                    changed_from_graft += 1;
+                    let (_, position) = label_position(label);
+                    assert!(
+                        !is_kabat_cdr(veneer::engine::chain::ChainType::H, position),
+                        "{name} {label}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(changed_from_graft > 0, "Sapiens never changed a graft");
+}

@@ -22,6 +22,7 @@ export function optionsText(r) {
   const parts = [`${o.iterations} pass${o.iterations === 1 ? "" : "es"}`];
   if (o.humanize_cdrs) parts.push("CDRs humanized");
   if (o.backmutate_vernier) parts.push("Vernier kept");
+  if (o.max_mutations != null) parts.push(`at most ${o.max_mutations} mutations per chain`);
   return parts.join(", ");
 }
 

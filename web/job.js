@@ -13,12 +13,14 @@ const STRATEGY_NAMES = {
   cdr_grafting: "CDR grafting",
   cdr_grafting_vernier: "CDR grafting + Vernier",
   sapiens: "Sapiens",
+  cdr_grafting_sapiens: "CDR grafting + Sapiens",
 };
 const strategyName = (s) => STRATEGY_NAMES[s] || s;
 /** A design's title: the strategy, and its options when they are not the defaults. */
 function designTitle(r) {
   const o = r.options;
-  const plain = !o || (o.iterations === 1 && !o.humanize_cdrs && !o.backmutate_vernier);
+  const defaults = r.strategy === "cdr_grafting_sapiens" ? { vernier: true } : { vernier: false };
+  const plain = !o || (o.iterations === 1 && !o.humanize_cdrs && o.backmutate_vernier === defaults.vernier && o.max_mutations == null);
   return plain ? strategyName(r.strategy) : `${strategyName(r.strategy)} (${exporters.optionsText(r)})`;
 }
 

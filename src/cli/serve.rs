@@ -164,7 +164,7 @@ async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), St
     let strategies = args
         .strategies
         .clone()
-        .map_or_else(|| Strategy::ALL.to_vec(), |s| s.0);
+        .map_or_else(|| Strategy::DEFAULT.to_vec(), |s| s.0);
     let runner = Runner::new(
         Arc::clone(&db),
         RunnerConfig {

@@ -27,13 +27,25 @@ pub enum Strategy {
     CdrGrafting,
     CdrGraftingVernier,
     Sapiens,
+    /// BioPhi's CDR grafting followed by Sapiens passes on the grafted chain
+    /// (`CDRGraftingHumanizationParams.sapiens_iterations`).
+    CdrGraftingSapiens,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 3] = [
+    /// What runs when nobody chose: BioPhi's three methods at their defaults.
+    pub const DEFAULT: [Strategy; 3] = [
         Strategy::CdrGrafting,
         Strategy::CdrGraftingVernier,
         Strategy::Sapiens,
+    ];
+
+    /// Every strategy the engine knows.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::CdrGrafting,
+        Strategy::CdrGraftingVernier,
+        Strategy::Sapiens,
+        Strategy::CdrGraftingSapiens,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +53,7 @@ impl Strategy {
             Strategy::CdrGrafting => "cdr_grafting",
             Strategy::CdrGraftingVernier => "cdr_grafting_vernier",
             Strategy::Sapiens => "sapiens",
+            Strategy::CdrGraftingSapiens => "cdr_grafting_sapiens",
         }
     }
 
@@ -124,10 +137,15 @@ pub struct StrategySpec {
 
 impl From<Strategy> for StrategySpec {
     fn from(strategy: Strategy) -> Self {
-        StrategySpec {
-            strategy,
-            sapiens: SapiensOptions::default(),
-        }
+        let sapiens = match strategy {
+            // BioPhi's grafting default keeps the Vernier zone, and its Sapiens passes keep it too.
+            Strategy::CdrGraftingSapiens => SapiensOptions {
+                backmutate_vernier: true,
+                ..SapiensOptions::default()
+            },
+            _ => SapiensOptions::default(),
+        };
+        StrategySpec { strategy, sapiens }
     }
 }
 
@@ -141,6 +159,7 @@ impl StrategySpec {
                 "backmutate_vernier",
                 "max_mutations",
             ],
+            Strategy::CdrGraftingSapiens => &["iterations", "backmutate_vernier"],
             Strategy::CdrGrafting | Strategy::CdrGraftingVernier => &[],
         }
     }
@@ -226,7 +245,11 @@ impl StrategySpec {
 
     /// The options as a result reports them: `None` for a strategy without options.
     pub fn reported_options(&self) -> Option<SapiensOptions> {
-        (self.strategy == Strategy::Sapiens).then_some(self.sapiens)
+        matches!(
+            self.strategy,
+            Strategy::Sapiens | Strategy::CdrGraftingSapiens
+        )
+        .then_some(self.sapiens)
     }
 }
 
@@ -433,14 +456,20 @@ impl<'a> Humanizer<'a> {
         let spec = spec.into();
         let strategy = spec.strategy;
         let (parental_vh, parental_vl) = &variant.facts;
-        let humanize_chain =
-            |chain: &NumberedChain, parental: &ChainFacts| -> Result<ChainFacts, EngineError> {
-                match strategy {
-                    Strategy::CdrGrafting => graft_chain(chain, &parental.acceptor, false),
-                    Strategy::CdrGraftingVernier => graft_chain(chain, &parental.acceptor, true),
-                    Strategy::Sapiens => sapiens_chain(chain, spec.sapiens),
+        let humanize_chain = |chain: &NumberedChain,
+                              parental: &ChainFacts|
+         -> Result<ChainFacts, EngineError> {
+            match strategy {
+                Strategy::CdrGrafting => graft_chain(chain, &parental.acceptor, false),
+                Strategy::CdrGraftingVernier => graft_chain(chain, &parental.acceptor, true),
+                Strategy::Sapiens => sapiens_chain(chain, spec.sapiens),
+                Strategy::CdrGraftingSapiens => {
+                    let graft =
+                        graft_chain(chain, &parental.acceptor, spec.sapiens.backmutate_vernier)?;
+                    sapiens_on(chain.chain_type, &graft.kabat, spec.sapiens)
                 }
-            };
+            }
+        };
         let vh = humanize_chain(&variant.vh, parental_vh)?;
         let vl = variant
             .vl
@@ -557,24 +586,35 @@ fn sapiens_chain(
     parental: &NumberedChain,
     options: SapiensOptions,
 ) -> Result<ChainFacts, EngineError> {
-    let model = if parental.chain_type.is_heavy() {
+    let kabat: Vec<(Position, u8)> = parental.numbered(Scheme::Kabat).collect();
+    sapiens_on(parental.chain_type, &kabat, options)
+}
+
+/// Sapiens passes starting from `start` (a Kabat-numbered chain: the parental one, or a graft
+/// for `cdr_grafting_sapiens`, whose CDRs and Vernier residues are then the ones kept, as
+/// BioPhi runs `sapiens_humanize_chain` on the grafted chain).
+fn sapiens_on(
+    chain_type: ChainType,
+    start: &[(Position, u8)],
+    options: SapiensOptions,
+) -> Result<ChainFacts, EngineError> {
+    let model = if chain_type.is_heavy() {
         SapiensModel::vh()
     } else {
         SapiensModel::vl()
     };
-    let parental_kabat: Vec<(Position, u8)> = parental.numbered(Scheme::Kabat).collect();
-    let mut kabat = parental_kabat.clone();
+    let mut kabat = start.to_vec();
     for _ in 0..options.iterations {
         let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
         let probabilities = model
             .predict(&residues)
             .map_err(|e| EngineError(format!("Sapiens could not score the chain: {e}")))?;
-        kabat = parental_kabat
+        kabat = start
             .iter()
             .zip(&probabilities)
             .map(|(&(position, residue), row)| {
-                let keep = (!options.humanize_cdrs && is_kabat_cdr(parental.chain_type, position))
-                    || (options.backmutate_vernier && is_vernier(parental.chain_type, position));
+                let keep = (!options.humanize_cdrs && is_kabat_cdr(chain_type, position))
+                    || (options.backmutate_vernier && is_vernier(chain_type, position));
                 if keep {
                     return (position, residue);
                 }
@@ -588,16 +628,11 @@ fn sapiens_chain(
             })
             .collect();
         if let Some(budget) = options.max_mutations {
-            keep_strongest(
-                &mut kabat,
-                &parental_kabat,
-                &probabilities,
-                usize::from(budget),
-            );
+            keep_strongest(&mut kabat, start, &probabilities, usize::from(budget));
         }
     }
     let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
-    let renumbered = number_as(&residues, parental.chain_type)
+    let renumbered = number_as(&residues, chain_type)
         .map_err(|e| EngineError(format!("the Sapiens chain could not be numbered: {e}")))?;
     let mut facts = ChainFacts::closest(&renumbered);
     facts.kabat = kabat;

@@ -376,16 +376,20 @@ pub fn parse_designs(entries: &[serde_json::Value]) -> Result<Vec<StrategySpec>,
 pub fn design_json(spec: &StrategySpec) -> serde_json::Value {
     let mut object = serde_json::Map::new();
     object.insert("name".into(), spec.strategy.name().into());
-    if let Some(options) = spec.reported_options() {
-        object.insert("iterations".into(), options.iterations.into());
-        object.insert("humanize_cdrs".into(), options.humanize_cdrs.into());
-        object.insert(
-            "backmutate_vernier".into(),
-            options.backmutate_vernier.into(),
-        );
-        if let Some(budget) = options.max_mutations {
-            object.insert("max_mutations".into(), budget.into());
-        }
+    let options = spec.sapiens;
+    // Exactly the options this strategy takes, so the runner reads back what was accepted.
+    for &name in StrategySpec::option_names(spec.strategy) {
+        let value = match name {
+            "iterations" => options.iterations.into(),
+            "humanize_cdrs" => options.humanize_cdrs.into(),
+            "backmutate_vernier" => options.backmutate_vernier.into(),
+            "max_mutations" => match options.max_mutations {
+                Some(budget) => budget.into(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        object.insert(name.into(), value);
     }
     serde_json::Value::Object(object)
 }
