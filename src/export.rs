@@ -88,10 +88,11 @@ pub fn fasta(antibodies: &[Antibody]) -> String {
 }
 
 /// The overview's columns, one row per design (CSV and the XLSX overview sheet).
-pub const COLUMNS: [&str; 22] = [
+pub const COLUMNS: [&str; 24] = [
     "antibody",
     "job_id",
     "design",
+    "rank",
     "strategy",
     "options",
     "humanized_vh",
@@ -111,6 +112,7 @@ pub const COLUMNS: [&str; 22] = [
     "germline_vl_j",
     "liabilities",
     "mutation_list",
+    "vernier_mutations",
 ];
 
 /// A cell: text, a number, or nothing.
@@ -165,18 +167,21 @@ fn overview_rows(antibodies: &[Antibody]) -> Vec<Vec<Cell>> {
     for antibody in antibodies {
         let keys = design_keys(antibody.results);
         for (r, key) in antibody.results.iter().zip(keys) {
-            let mutation_list = ["vh", "vl"]
-                .iter()
-                .flat_map(|c| r["mutation_list"][c].as_array().into_iter().flatten())
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" ");
+            let joined = |field: &str| {
+                ["vh", "vl"]
+                    .iter()
+                    .flat_map(|c| r[field][c].as_array().into_iter().flatten())
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             rows.push(vec![
                 Cell::Text(antibody.name.to_string()),
                 antibody
                     .job_id
                     .map_or(Cell::Empty, |id| Cell::Text(id.to_string())),
                 Cell::Text(key),
+                cell(&r["rank"]),
                 cell(&r["strategy"]),
                 Cell::Text(options_text(&r["options"])),
                 cell(&r["humanized_vh"]),
@@ -195,7 +200,8 @@ fn overview_rows(antibodies: &[Antibody]) -> Vec<Vec<Cell>> {
                 cell(&r["germlines"]["vl"]["v"]),
                 cell(&r["germlines"]["vl"]["j"]),
                 Cell::Text(labels_text(&r["liabilities"], "")),
-                Cell::Text(mutation_list),
+                Cell::Text(joined("mutation_list")),
+                Cell::Text(joined("vernier_mutations")),
             ]);
         }
     }

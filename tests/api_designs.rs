@@ -221,3 +221,87 @@ fn graft_then_sapiens_is_a_design_of_its_own() {
         .collect();
     assert_eq!(names, ["cdr_grafting", "cdr_grafting_vernier", "sapiens"]);
 }
+
+/// Every result says where it ranks among the antibody's designs, by the stated rule, and
+/// which of its mutations are at Vernier positions.
+#[test]
+fn designs_are_ranked_and_their_vernier_mutations_listed() {
+    let s = Server::start(&[]);
+    let variant = s.create_variant("AntiCD28");
+    let r = submit(
+        &s,
+        &variant,
+        json!([{"name": "cdr_grafting"}, {"name": "cdr_grafting_vernier"}, {"name": "sapiens"},
+               {"name": "sapiens", "iterations": 3}, {"name": "sapiens", "max_mutations": 2}]),
+    );
+    let results = r.json["results"].as_array().expect("results");
+    let mut ranks: Vec<u64> = results.iter().filter_map(|r| r["rank"].as_u64()).collect();
+    let key = |r: &Value| {
+        (
+            r["oasis_identity"]["antibody"]
+                .as_f64()
+                .unwrap_or(f64::NEG_INFINITY),
+            r["mutations"]["vh"].as_u64().unwrap_or(0) + r["mutations"]["vl"].as_u64().unwrap_or(0),
+        )
+    };
+    let mut by_rank: Vec<&Value> = results.iter().collect();
+    by_rank.sort_by_key(|r| r["rank"].as_u64());
+    for pair in by_rank.windows(2) {
+        let (a, b) = (key(pair[0]), key(pair[1]));
+        assert!(
+            a.0 > b.0 || (a.0 == b.0 && a.1 <= b.1),
+            "{a:?} ranks before {b:?}"
+        );
+    }
+    ranks.sort();
+    assert_eq!(ranks, [1, 2, 3, 4, 5]);
+    // Heavy-chain Vernier numbers (Foote & Winter 1992, as AbNumber lists them).
+    let vernier_h = [
+        2, 27, 28, 29, 30, 47, 48, 49, 67, 69, 71, 73, 78, 93, 94, 103,
+    ];
+    for r in results {
+        let all = r["mutation_list"]["vh"].as_array().expect("list");
+        for m in r["vernier_mutations"]["vh"].as_array().expect("vernier") {
+            assert!(all.contains(m), "{m} is one of the mutations");
+            let label = m.as_str().unwrap_or("").split(':').next().unwrap_or("");
+            let number: u32 = label[1..]
+                .trim_end_matches(char::is_alphabetic)
+                .parse()
+                .expect("number");
+            assert!(vernier_h.contains(&number), "{m}");
+        }
+        let expected = all
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|m| {
+                let label = m.split(':').next().unwrap_or("");
+                label[1..]
+                    .trim_end_matches(char::is_alphabetic)
+                    .parse::<u32>()
+                    .is_ok_and(|n| vernier_h.contains(&n))
+            })
+            .count();
+        assert_eq!(
+            r["vernier_mutations"]["vh"].as_array().map(Vec::len),
+            Some(expected)
+        );
+    }
+    // The straight graft changes Vernier residues that the Vernier graft keeps.
+    assert!(
+        !results[0]["vernier_mutations"]["vh"]
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
+    // Non-human 9-mers agree with the identity: identity = 1 - non-human / all 9-mers.
+    let vh_len = r.json["parental"]["numbering"]["vh"]
+        .as_array()
+        .map_or(0, Vec::len) as f64;
+    let non_human = r.json["parental"]["oasis_non_human_peptides"]["vh"]
+        .as_f64()
+        .expect("count");
+    let identity = r.json["parental"]["oasis_identity"]["vh"]
+        .as_f64()
+        .expect("identity");
+    assert!((identity - (1.0 - non_human / (vh_len - 8.0))).abs() < 1e-12);
+}

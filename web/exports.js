@@ -52,7 +52,7 @@ function cell(value) {
 }
 
 export const CSV_COLUMNS = [
-  "variant", "job_id", "design", "strategy", "options", "humanized_vh", "humanized_vl", "mutations_vh", "mutations_vl",
+  "variant", "job_id", "design", "rank", "strategy", "options", "humanized_vh", "humanized_vl", "mutations_vh", "mutations_vl",
   "oasis_identity_vh", "oasis_identity_vl", "oasis_identity", "oasis_score_mean", "oasis_score_median",
   "germline_content_vh", "germline_content_vl", "germline_vh_v", "germline_vh_j", "germline_vl_v",
   "germline_vl_j", "liabilities",
@@ -61,7 +61,7 @@ export const CSV_COLUMNS = [
 export function csv(job, name) {
   const keys = designKeys(job.results || []);
   const rows = (job.results || []).map((r, i) => [
-    name, job.id, keys[i], r.strategy, optionsText(r), r.humanized_vh, r.humanized_vl, r.mutations?.vh, r.mutations?.vl,
+    name, job.id, keys[i], r.rank, r.strategy, optionsText(r), r.humanized_vh, r.humanized_vl, r.mutations?.vh, r.mutations?.vl,
     r.oasis_identity?.vh, r.oasis_identity?.vl, r.oasis_identity?.antibody, r.oasis_score?.mean,
     r.oasis_score?.median, r.germline_content?.vh, r.germline_content?.vl, r.germlines?.vh?.v,
     r.germlines?.vh?.j, r.germlines?.vl?.v, r.germlines?.vl?.j,

@@ -100,6 +100,8 @@ function summary(j, keys) {
     ["mutations_vh", "Mutations VH", (r, key) => (key === "parental" ? "—" : String(r.mutations?.vh ?? "—"))],
     ["mutations_vl", "Mutations VL", (r, key) => (key === "parental" ? "—" : String(r.mutations?.vl ?? "—"))],
     ["liabilities", "Liability motifs", (r) => String(liabilityCount(r.liabilities))],
+    ["vernier_mutations", "Vernier mutations", (r, key) => (key === "parental" ? "—" : String((r.vernier_mutations?.vh?.length ?? 0) + (r.vernier_mutations?.vl?.length ?? 0)))],
+    ["rank", "Rank (OASis identity, then fewer mutations)", (r, key) => (key === "parental" ? "—" : String(r.rank ?? "—"))],
   ];
   return h("section", { class: "card", "aria-labelledby": "summary-h" },
     h("h2", { id: "summary-h" }, "Strategies side by side"),

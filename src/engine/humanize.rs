@@ -358,6 +358,9 @@ pub struct AntibodyReport {
     pub liabilities: Liabilities,
     pub oasis_score: Option<OasisScore>,
     pub oasis_identity: OasisIdentity,
+    /// How many of each chain's overlapping 9-mers are not human (what OASis identity counts
+    /// against).
+    pub oasis_non_human_peptides: PerChain<usize>,
     /// Per residue, in sequence order, the fraction of the 9-mers covering it that are human
     /// (what `oasis_score` summarises), to 4 decimals (each is k/n with n <= 9, so nothing a
     /// plot shows is lost); empty for a chain shorter than 9 residues.
@@ -381,8 +384,37 @@ pub struct StrategyResult {
     pub humanized_vl: Option<String>,
     pub mutations: PerChain<usize>,
     pub mutation_list: PerChain<Vec<String>>,
+    /// The mutations at Vernier positions (Foote & Winter), a subset of `mutation_list`.
+    pub vernier_mutations: PerChain<Vec<String>>,
+    /// 1 for the best design of the antibody (see `rank_designs`); 0 until ranked.
+    pub rank: usize,
     #[serde(flatten)]
     pub report: AntibodyReport,
+}
+
+/// Ranks an antibody's designs (sets `rank`, 1 = best) by a stable rule: the higher OASis
+/// identity of the whole antibody (pooled 9-mers) first; on a tie, fewer mutations (both
+/// chains); then the design listed first. A design without an identity ranks after those with
+/// one. The list's order is left as it is.
+pub fn rank_designs(results: &mut [StrategyResult]) {
+    let mut order: Vec<usize> = (0..results.len()).collect();
+    let key = |r: &StrategyResult| {
+        (
+            r.report
+                .oasis_identity
+                .antibody
+                .unwrap_or(f64::NEG_INFINITY),
+            r.mutations.vh + r.mutations.vl.unwrap_or(0),
+        )
+    };
+    order.sort_by(|&a, &b| {
+        let (ia, ma) = key(&results[a]);
+        let (ib, mb) = key(&results[b]);
+        ib.total_cmp(&ia).then(ma.cmp(&mb)).then(a.cmp(&b))
+    });
+    for (place, index) in order.into_iter().enumerate() {
+        results[index].rank = place + 1;
+    }
 }
 
 /// Something the engine itself could not do on a valid variant (never a user error).
@@ -444,7 +476,12 @@ impl<'a> Humanizer<'a> {
         variant: &Variant,
         strategies: &[S],
     ) -> Result<Vec<StrategyResult>, EngineError> {
-        strategies.iter().map(|&s| self.run(variant, s)).collect()
+        let mut results = strategies
+            .iter()
+            .map(|&s| self.run(variant, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        rank_designs(&mut results);
+        Ok(results)
     }
 
     /// Runs one strategy (a bare `Strategy` runs with its default options).
@@ -495,10 +532,18 @@ impl<'a> Humanizer<'a> {
                 vh: list_vh.len(),
                 vl: list_vl.as_ref().map(Vec::len),
             },
+            vernier_mutations: PerChain {
+                vh: at_vernier(vh.chain_type, &list_vh),
+                vl: vl
+                    .as_ref()
+                    .zip(list_vl.as_ref())
+                    .map(|(c, list)| at_vernier(c.chain_type, list)),
+            },
             mutation_list: PerChain {
                 vh: list_vh,
                 vl: list_vl,
             },
+            rank: 0,
             report: self.report(&vh, vl.as_ref()),
         })
         .and_then(|result| match self.peptides.take_failure() {
@@ -537,6 +582,12 @@ impl<'a> Humanizer<'a> {
                 vl: oasis_vl.as_ref().and_then(ChainOasis::identity),
                 antibody: pooled_oasis_identity(&oasis),
             },
+            oasis_non_human_peptides: PerChain {
+                vh: oasis_vh.num_peptides() - oasis_vh.num_human_peptides(),
+                vl: oasis_vl
+                    .as_ref()
+                    .map(|c| c.num_peptides() - c.num_human_peptides()),
+            },
             oasis_residue_scores: PerChain {
                 vh: four_decimals(oasis_vh.residue_scores()),
                 vl: oasis_vl.as_ref().map(|c| four_decimals(c.residue_scores())),
@@ -555,6 +606,19 @@ impl<'a> Humanizer<'a> {
             },
         }
     }
+}
+
+/// The entries of a mutation list (`H27:F>G`) at Vernier positions.
+fn at_vernier(chain_type: ChainType, list: &[String]) -> Vec<String> {
+    list.iter()
+        .filter(|m| {
+            m.get(1..)
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|label| label.parse::<Position>().ok())
+                .is_some_and(|p| is_vernier(chain_type, p))
+        })
+        .cloned()
+        .collect()
 }
 
 fn four_decimals(scores: Vec<f64>) -> Vec<f64> {

@@ -450,6 +450,7 @@ impl Runner {
                     })?;
             results.push(result);
         }
+        crate::engine::humanize::rank_designs(&mut results);
         // From here on the job refuses cancellation: its results are being written.
         self.advance(&job.id, token, control, FINALIZING).await?;
         if !self.config.stage_delay.is_zero() {

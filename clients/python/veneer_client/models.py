@@ -121,6 +121,7 @@ class Report(Model):
     liabilities: dict[str, list[str]]
     oasis_score: OasisScore | None
     oasis_identity: OasisIdentity
+    oasis_non_human_peptides: PerChain[int]
     oasis_residue_scores: PerChain[list[float]]
     numbering: PerChain[list[tuple[str, str]]]
     germlines: PerChain[Germline]
@@ -146,6 +147,8 @@ class StrategyResult(Report):
     humanized_vl: str | None
     mutations: PerChain[int]
     mutation_list: PerChain[list[str]]
+    vernier_mutations: PerChain[list[str]]
+    rank: int
 
 
 class Problem(Model):
