@@ -1,13 +1,15 @@
 //! Engine speed on one core (SCIENCE.md §5 targets): numbering one chain; both grafting
 //! strategies with liabilities and OASis for one VH/VL pair (≤ 1 ms); the Sapiens forward pass
-//! for one chain; all three strategies for one pair (≤ 20 ms).
+//! for one chain; all three strategies for one pair (≤ 20 ms); Sapiens with k passes per pair
+//! (≤ k × one pass); five designs with the full report per pair (≤ 50 ms); the XLSX export of
+//! 1,000 antibodies' designs (≤ 2 s).
 //!
 //!   cargo bench --bench engine
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
-use veneer::engine::humanize::{Humanizer, Strategy, Variant};
+use veneer::engine::humanize::{Humanizer, SapiensOptions, Strategy, StrategySpec, Variant};
 use veneer::engine::humanness::OasisSet;
 use veneer::engine::numbering::number;
 use veneer::engine::sapiens::SapiensModel;
@@ -57,6 +59,64 @@ fn engine(c: &mut Criterion) {
             (parental, results)
         })
     });
+
+    let sapiens = |iterations, max_mutations| StrategySpec {
+        strategy: Strategy::Sapiens,
+        sapiens: SapiensOptions {
+            iterations,
+            max_mutations,
+            ..SapiensOptions::default()
+        },
+    };
+    for k in [1u8, 2, 3, 5] {
+        c.bench_function(&format!("sapiens, {k} pass(es), one pair"), |b| {
+            let variant = Variant::new(VH, Some(VL)).expect("numbers");
+            b.iter(|| humanizer.run(&variant, sapiens(k, None)).expect("runs"))
+        });
+    }
+    let five = [
+        StrategySpec::from(Strategy::CdrGrafting),
+        StrategySpec::from(Strategy::CdrGraftingVernier),
+        sapiens(1, None),
+        sapiens(2, Some(12)),
+        StrategySpec::from(Strategy::CdrGraftingSapiens),
+    ];
+    c.bench_function("five designs + parental report, ranked, one pair", |b| {
+        b.iter(|| {
+            let variant = Variant::new(black_box(VH), Some(black_box(VL))).expect("numbers");
+            let parental = humanizer.parental(&variant);
+            (
+                parental,
+                humanizer.humanize(&variant, &five).expect("humanizes"),
+            )
+        })
+    });
+
+    // 1,000 antibodies (this one, three designs each) as one workbook.
+    let variant = Variant::new(VH, Some(VL)).expect("numbers");
+    let parental = serde_json::to_value(humanizer.parental(&variant)).expect("json");
+    let results: Vec<serde_json::Value> = humanizer
+        .humanize(&variant, &Strategy::DEFAULT)
+        .expect("humanizes")
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("json"))
+        .collect();
+    let names: Vec<String> = (0..1000).map(|i| format!("antibody{i}")).collect();
+    let antibodies: Vec<veneer::export::Antibody> = names
+        .iter()
+        .map(|name| veneer::export::Antibody {
+            name,
+            job_id: None,
+            parental: &parental,
+            results: &results,
+        })
+        .collect();
+    let mut group = c.benchmark_group("export");
+    group.sample_size(10);
+    group.bench_function("xlsx, 1,000 antibodies x 3 designs", |b| {
+        b.iter(|| veneer::export::xlsx(black_box(&antibodies)).expect("writes"))
+    });
+    group.finish();
 }
 
 criterion_group!(benches, engine);

@@ -6,7 +6,7 @@
 //! Works on the JSON a job holds (`results`, `parental`), so the server exports what it stored
 //! and the offline command what it would print; nothing here computes science.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 use serde_json::Value;
@@ -250,19 +250,19 @@ fn label_key(label: &str) -> (u32, String) {
     )
 }
 
-/// label → (residue, per-residue OASis score) of one report's chain.
-fn chain_map(report: &Value, chain: &str) -> BTreeMap<String, (String, Option<f64>)> {
+/// (label, residue, per-residue OASis score) of one report's chain, in sequence order.
+fn chain_positions<'a>(report: &'a Value, chain: &str) -> Vec<(&'a str, &'a str, Option<f64>)> {
     let numbering = report["numbering"][chain].as_array();
     let scores = report["oasis_residue_scores"][chain].as_array();
-    let mut map = BTreeMap::new();
-    for (i, pair) in numbering.into_iter().flatten().enumerate() {
-        let (Some(label), Some(residue)) = (pair[0].as_str(), pair[1].as_str()) else {
-            continue;
-        };
-        let score = scores.and_then(|s| s.get(i)).and_then(Value::as_f64);
-        map.insert(label.to_string(), (residue.to_string(), score));
-    }
-    map
+    numbering
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, pair)| {
+            let score = scores.and_then(|s| s.get(i)).and_then(Value::as_f64);
+            Some((pair[0].as_str()?, pair[1].as_str()?, score))
+        })
+        .collect()
 }
 
 /// The workbook: `Overview` (one row per design), then `VH alignment`, `VH humanness`,
@@ -274,6 +274,9 @@ pub fn xlsx(antibodies: &[Antibody]) -> Result<Vec<u8>, String> {
 
 fn build_xlsx(antibodies: &[Antibody]) -> Result<Vec<u8>, XlsxError> {
     let mut book = Workbook::new();
+    // Level 1 deflate: residues and scores compress well anyway, and the default level 6
+    // roughly doubles the time to save.
+    book.set_zip_compression_level(1);
     let bold = Format::new().set_bold();
     let overview = book.add_worksheet().set_name("Overview")?;
     for (c, name) in COLUMNS.iter().enumerate() {
@@ -296,50 +299,64 @@ fn build_xlsx(antibodies: &[Antibody]) -> Result<Vec<u8>, XlsxError> {
     overview.set_freeze_panes(1, 0)?;
 
     for (chain_name, chain, _) in CHAINS {
-        // Every sequence of every antibody: (antibody, design, label → residue and score).
+        // Every sequence of every antibody: (antibody, design, its positions).
         let mut sequences = Vec::new();
         for antibody in antibodies {
             let keys = design_keys(antibody.results);
-            let parental = chain_map(antibody.parental, chain);
+            let parental = chain_positions(antibody.parental, chain);
             if parental.is_empty() {
                 continue;
             }
             sequences.push((antibody.name, "parental".to_string(), parental));
             for (r, key) in antibody.results.iter().zip(keys) {
-                sequences.push((antibody.name, key, chain_map(r, chain)));
+                sequences.push((antibody.name, key, chain_positions(r, chain)));
             }
         }
         if sequences.is_empty() {
             continue;
         }
-        let mut labels: Vec<String> = sequences
+        let mut labels: Vec<&str> = sequences
             .iter()
-            .flat_map(|(_, _, m)| m.keys().cloned())
+            .flat_map(|(_, _, p)| p.iter().map(|&(label, _, _)| label))
             .collect();
         labels.sort_by_key(|l| label_key(l));
         labels.dedup();
+        let column: HashMap<&str, u16> = labels
+            .iter()
+            .enumerate()
+            .map(|(c, &label)| (label, c as u16 + 2))
+            .collect();
         for (sheet_name, scores) in [
             (format!("{chain_name} alignment"), false),
             (format!("{chain_name} humanness"), true),
         ] {
-            let sheet = book.add_worksheet().set_name(&sheet_name)?;
+            // Streamed to a temporary file row by row (rows are written in order).
+            let sheet = book
+                .add_worksheet_with_constant_memory()?
+                .set_name(&sheet_name)?;
             sheet.write_string_with_format(0, 0, "antibody", &bold)?;
             sheet.write_string_with_format(0, 1, "design", &bold)?;
             for (c, label) in labels.iter().enumerate() {
-                sheet.write_string_with_format(0, c as u16 + 2, label, &bold)?;
+                sheet.write_string_with_format(0, c as u16 + 2, *label, &bold)?;
             }
             for (r, (name, design, positions)) in sequences.iter().enumerate() {
                 let r = r as u32 + 1;
                 sheet.write_string(r, 0, *name)?;
                 sheet.write_string(r, 1, design)?;
-                for (c, label) in labels.iter().enumerate() {
-                    let c = c as u16 + 2;
-                    match (positions.get(label), scores) {
+                let mut cells: Vec<Option<(&str, Option<f64>)>> = vec![None; labels.len()];
+                for &(label, residue, score) in positions {
+                    if let Some(&c) = column.get(label) {
+                        cells[usize::from(c) - 2] = Some((residue, score));
+                    }
+                }
+                for (i, cell) in cells.into_iter().enumerate() {
+                    let c = i as u16 + 2;
+                    match (cell, scores) {
                         (Some((residue, _)), false) => {
                             sheet.write_string(r, c, residue)?;
                         }
                         (Some((_, Some(score))), true) => {
-                            sheet.write_number(r, c, *score)?;
+                            sheet.write_number(r, c, score)?;
                         }
                         (None, false) => {
                             sheet.write_string(r, c, "-")?;
