@@ -52,7 +52,7 @@ fn engine(c: &mut Criterion) {
     c.bench_function("all three strategies + parental report, one pair", |b| {
         b.iter(|| {
             let variant = Variant::new(black_box(VH), Some(black_box(VL))).expect("numbers");
-            let parental = humanizer.parental(&variant);
+            let parental = humanizer.parental(&variant).expect("reports");
             let results = humanizer
                 .humanize(&variant, &Strategy::DEFAULT)
                 .expect("humanizes");
@@ -84,7 +84,7 @@ fn engine(c: &mut Criterion) {
     c.bench_function("five designs + parental report, ranked, one pair", |b| {
         b.iter(|| {
             let variant = Variant::new(black_box(VH), Some(black_box(VL))).expect("numbers");
-            let parental = humanizer.parental(&variant);
+            let parental = humanizer.parental(&variant).expect("reports");
             (
                 parental,
                 humanizer.humanize(&variant, &five).expect("humanizes"),
@@ -94,7 +94,8 @@ fn engine(c: &mut Criterion) {
 
     // 1,000 antibodies (this one, three designs each) as one workbook.
     let variant = Variant::new(VH, Some(VL)).expect("numbers");
-    let parental = serde_json::to_value(humanizer.parental(&variant)).expect("json");
+    let parental =
+        serde_json::to_value(humanizer.parental(&variant).expect("reports")).expect("json");
     let results: Vec<serde_json::Value> = humanizer
         .humanize(&variant, &Strategy::DEFAULT)
         .expect("humanizes")

@@ -51,7 +51,9 @@ fn humanize_one(
 ) -> Outcome {
     let (vh, vl) = record.chains.clone()?;
     let variant = Variant::new(&vh, vl.as_deref()).map_err(|e| e.to_string())?;
-    let parental = humanizer.parental(&variant);
+    let parental = humanizer
+        .parental(&variant)
+        .map_err(|e| format!("internal error: {e}"))?;
     let results = humanizer
         .humanize(&variant, strategies)
         .map_err(|e| format!("internal error: {e}"))?;

@@ -13,7 +13,8 @@ use super::chain::{AMINO_ACIDS, ChainType};
 use super::germlines::{Acceptor, Germlines, germline_content};
 use super::grafting::{graft_onto, is_vernier, mutation_list};
 use super::humanness::{
-    ChainOasis, HumanPeptides, OasisIdentity, OasisScore, oasis_score, pooled_oasis_identity,
+    ChainOasis, HumanPeptides, OasisIdentity, OasisScore, PeptideError, oasis_score,
+    pooled_oasis_identity,
 };
 use super::liabilities::{self, Liabilities};
 use super::numbering::{NumberedChain, Position, Scheme, is_kabat_cdr, number, number_as};
@@ -465,7 +466,7 @@ impl<'a> Humanizer<'a> {
     }
 
     /// The parental variant's own report, so a user sees what humanization changed.
-    pub fn parental(&self, variant: &Variant) -> AntibodyReport {
+    pub fn parental(&self, variant: &Variant) -> Result<AntibodyReport, EngineError> {
         let (vh, vl) = &variant.facts;
         self.report(vh, vl.as_ref())
     }
@@ -544,19 +545,17 @@ impl<'a> Humanizer<'a> {
                 vl: list_vl,
             },
             rank: 0,
-            report: self.report(&vh, vl.as_ref()),
-        })
-        .and_then(|result| match self.peptides.take_failure() {
-            // A humanness source that failed (BioPhi's database) answered "not human"
-            // without knowing: the result would understate humanness, so it is refused.
-            Some(failure) => Err(EngineError(format!(
-                "the OASis peptide source failed: {failure}"
-            ))),
-            None => Ok(result),
+            report: self.report(&vh, vl.as_ref())?,
         })
     }
 
-    fn report(&self, vh: &ChainFacts, vl: Option<&ChainFacts>) -> AntibodyReport {
+    /// The report of one antibody; a humanness source that cannot answer (BioPhi's database)
+    /// fails it, as a result built on a guess would understate humanness.
+    fn report(
+        &self,
+        vh: &ChainFacts,
+        vl: Option<&ChainFacts>,
+    ) -> Result<AntibodyReport, EngineError> {
         let liabilities = {
             let heavy = liabilities::find(vh.chain_type, &vh.kabat);
             match vl {
@@ -564,8 +563,13 @@ impl<'a> Humanizer<'a> {
                 None => heavy,
             }
         };
-        let oasis_vh = ChainOasis::new(&vh.residues, vh.chain_type, self.peptides);
-        let oasis_vl = vl.map(|c| ChainOasis::new(&c.residues, c.chain_type, self.peptides));
+        let failed = |e: PeptideError| EngineError(format!("the OASis peptide source failed: {e}"));
+        let oasis_vh =
+            ChainOasis::new(&vh.residues, vh.chain_type, self.peptides).map_err(failed)?;
+        let oasis_vl = vl
+            .map(|c| ChainOasis::new(&c.residues, c.chain_type, self.peptides))
+            .transpose()
+            .map_err(failed)?;
         let oasis: Vec<&ChainOasis> = std::iter::once(&oasis_vh)
             .chain(oasis_vl.as_ref())
             .collect();
@@ -574,7 +578,7 @@ impl<'a> Humanizer<'a> {
             j: c.acceptor.j_gene.to_string(),
         };
         let content = |c: &ChainFacts| germline_content(&c.imgt, &c.acceptor.merged);
-        AntibodyReport {
+        Ok(AntibodyReport {
             liabilities,
             oasis_score: oasis_score(&oasis),
             oasis_identity: OasisIdentity {
@@ -604,7 +608,7 @@ impl<'a> Humanizer<'a> {
                 vh: content(vh),
                 vl: vl.map(content),
             },
-        }
+        })
     }
 }
 

@@ -26,19 +26,26 @@ pub const PEPTIDE_LEN: usize = 9;
 /// A source of the answer "is this 9-mer human?".
 pub trait HumanPeptides: Send + Sync {
     /// Whether `peptide` (9 upper-case residues) is human. `chain` matters to the full
-    /// database, which counts heavy-chain or light-chain subjects.
-    fn is_human(&self, peptide: &[u8], chain: ChainType) -> bool;
+    /// database, which counts heavy-chain or light-chain subjects. A source that cannot
+    /// answer (a database error) says so to this caller, and only to it: a result built on
+    /// a guess would under-count humanness. The embedded set cannot fail.
+    fn is_human(&self, peptide: &[u8], chain: ChainType) -> Result<bool, PeptideError>;
 
     /// One line naming the peptide set and threshold, for reports.
     fn describe(&self) -> String;
+}
 
-    /// A failure since the last call that made `is_human` answer without knowing (a database
-    /// error), so results built on it are refused rather than silently under-counted. The
-    /// embedded set cannot fail.
-    fn take_failure(&self) -> Option<String> {
-        None
+/// A peptide source that could not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeptideError(pub String);
+
+impl std::fmt::Display for PeptideError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
+
+impl std::error::Error for PeptideError {}
 
 /// Which of a chain's overlapping 9-mers are human, in sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,15 +58,19 @@ pub struct ChainOasis {
 impl ChainOasis {
     /// Looks up every overlapping 9-mer of `seq` (BioPhi's `chop_seq_peptides`: one per
     /// start position, no deduplication).
-    pub fn new(seq: &[u8], chain: ChainType, peptides: &dyn HumanPeptides) -> ChainOasis {
+    pub fn new(
+        seq: &[u8],
+        chain: ChainType,
+        peptides: &dyn HumanPeptides,
+    ) -> Result<ChainOasis, PeptideError> {
         let human = seq
             .windows(PEPTIDE_LEN)
             .map(|peptide| peptides.is_human(peptide, chain))
-            .collect();
-        ChainOasis {
+            .collect::<Result<_, _>>()?;
+        Ok(ChainOasis {
             human,
             residues: seq.len(),
-        }
+        })
     }
 
     /// The number of overlapping 9-mers (`len - 8`, or 0 for a chain shorter than 9).
@@ -104,8 +115,12 @@ impl ChainOasis {
 }
 
 /// `oasis_identity` of one chain: human 9-mers / all overlapping 9-mers.
-pub fn oasis_identity(seq: &[u8], chain: ChainType, peptides: &dyn HumanPeptides) -> Option<f64> {
-    ChainOasis::new(seq, chain, peptides).identity()
+pub fn oasis_identity(
+    seq: &[u8],
+    chain: ChainType,
+    peptides: &dyn HumanPeptides,
+) -> Result<Option<f64>, PeptideError> {
+    Ok(ChainOasis::new(seq, chain, peptides)?.identity())
 }
 
 /// The antibody's identity: the human 9-mers of all its chains over all their 9-mers
@@ -164,17 +179,17 @@ pub fn antibody_oasis(
     vl: &[u8],
     vl_type: ChainType,
     peptides: &dyn HumanPeptides,
-) -> AntibodyOasis {
-    let vh = ChainOasis::new(vh, ChainType::H, peptides);
-    let vl = ChainOasis::new(vl, vl_type, peptides);
-    AntibodyOasis {
+) -> Result<AntibodyOasis, PeptideError> {
+    let vh = ChainOasis::new(vh, ChainType::H, peptides)?;
+    let vl = ChainOasis::new(vl, vl_type, peptides)?;
+    Ok(AntibodyOasis {
         identity: OasisIdentity {
             vh: vh.identity(),
             vl: vl.identity(),
             antibody: pooled_oasis_identity(&[&vh, &vl]),
         },
         score: oasis_score(&[&vh, &vl]),
-    }
+    })
 }
 
 fn ratio(part: usize, whole: usize) -> Option<f64> {
@@ -422,8 +437,8 @@ impl fmt::Debug for OasisSet {
 
 impl HumanPeptides for OasisSet {
     /// The 10 % set pools heavy and light chains, so `chain` does not matter here.
-    fn is_human(&self, peptide: &[u8], _chain: ChainType) -> bool {
-        self.contains(peptide)
+    fn is_human(&self, peptide: &[u8], _chain: ChainType) -> Result<bool, PeptideError> {
+        Ok(self.contains(peptide))
     }
 
     fn describe(&self) -> String {
@@ -613,10 +628,7 @@ mod tests {
             "QVQLBQSGA",
             "",
         ] {
-            assert!(
-                !set.is_human(peptide.as_bytes(), ChainType::H),
-                "{peptide:?}"
-            );
+            assert!(!set.contains(peptide.as_bytes()), "{peptide:?}");
         }
     }
 
@@ -690,8 +702,8 @@ mod tests {
     }
 
     impl HumanPeptides for Listed {
-        fn is_human(&self, peptide: &[u8], _chain: ChainType) -> bool {
-            self.0.contains(peptide)
+        fn is_human(&self, peptide: &[u8], _chain: ChainType) -> Result<bool, PeptideError> {
+            Ok(self.0.contains(peptide))
         }
         fn describe(&self) -> String {
             "listed".to_string()
@@ -704,7 +716,7 @@ mod tests {
         // three times, as BioPhi keys peptides by position.
         let seq = b"GGGGGGGGGGGA";
         let peptides = Listed::new(&["GGGGGGGGG"]);
-        let chain = ChainOasis::new(seq, ChainType::H, &peptides);
+        let chain = ChainOasis::new(seq, ChainType::H, &peptides).expect("answers");
         assert_eq!(chain.num_peptides(), 4);
         assert_eq!(chain.num_human_peptides(), 3);
         assert_eq!(chain.identity(), Some(0.75));
@@ -713,12 +725,15 @@ mod tests {
     #[test]
     fn chains_shorter_than_a_peptide_have_no_identity() {
         let peptides = Listed::new(&[]);
-        assert_eq!(oasis_identity(b"QVQLVQSG", ChainType::H, &peptides), None);
+        assert_eq!(
+            oasis_identity(b"QVQLVQSG", ChainType::H, &peptides),
+            Ok(None)
+        );
         assert_eq!(
             oasis_identity(b"QVQLVQSGA", ChainType::H, &peptides),
-            Some(0.0)
+            Ok(Some(0.0))
         );
-        let short = ChainOasis::new(b"QVQ", ChainType::H, &peptides);
+        let short = ChainOasis::new(b"QVQ", ChainType::H, &peptides).expect("answers");
         assert!(short.residue_scores().is_empty());
         assert_eq!(oasis_score(&[&short]), None);
         assert_eq!(pooled_oasis_identity(&[&short]), None);
@@ -731,7 +746,7 @@ mod tests {
         // all three; residue 9 by 1-2; residue 10 by 2 only.
         let seq = b"ACDEFGHIKLM";
         let peptides = Listed::new(&["CDEFGHIKL"]);
-        let chain = ChainOasis::new(seq, ChainType::K, &peptides);
+        let chain = ChainOasis::new(seq, ChainType::K, &peptides).expect("answers");
         let third = 1.0 / 3.0;
         let expected = [
             0.0, 0.5, third, third, third, third, third, third, third, 0.5, 0.0,
@@ -748,7 +763,8 @@ mod tests {
     fn antibody_values_pool_both_chains() {
         // VH: 10 residues, 2 windows, 1 human. VL: 9 residues, 1 window, human.
         let peptides = Listed::new(&["ACDEFGHIK", "LMNPQRSTV"]);
-        let oasis = antibody_oasis(b"ACDEFGHIKW", b"LMNPQRSTV", ChainType::L, &peptides);
+        let oasis =
+            antibody_oasis(b"ACDEFGHIKW", b"LMNPQRSTV", ChainType::L, &peptides).expect("answers");
         assert_eq!(oasis.identity.vh, Some(0.5));
         assert_eq!(oasis.identity.vl, Some(1.0));
         assert_eq!(oasis.identity.antibody, Some(2.0 / 3.0));
@@ -766,7 +782,8 @@ mod tests {
         // Sorted, the 20 values are [0, 0, 1/3 x 7, .5, 1 x 10]; the middle pair is
         // (.5, 1).
         let peptides = Listed::new(&["ACDEFGHIK", "LMNPQRSTV"]);
-        let oasis = antibody_oasis(b"ACDEFGHIKLM", b"LMNPQRSTV", ChainType::K, &peptides);
+        let oasis =
+            antibody_oasis(b"ACDEFGHIKLM", b"LMNPQRSTV", ChainType::K, &peptides).expect("answers");
         let score = oasis.score.expect("both chains scored");
         assert_eq!(score.median, 0.75);
         assert!((score.mean - (1.0 + 0.5 + 7.0 / 3.0 + 9.0) / 20.0).abs() < 1e-12);
@@ -905,8 +922,8 @@ mod tests {
         let mut heavy_differences = Vec::new();
         for row in &rows {
             let parental = &chains[&row.antibody];
-            let vh = ChainOasis::new(parental.vh.as_bytes(), ChainType::H, set);
-            let vl = ChainOasis::new(parental.vl.as_bytes(), row.light_type, set);
+            let vh = ChainOasis::new(parental.vh.as_bytes(), ChainType::H, set).expect("answers");
+            let vl = ChainOasis::new(parental.vl.as_bytes(), row.light_type, set).expect("answers");
             // Same windows as BioPhi: the chains are the numbered domains it scored.
             let biophi_vh = biophi_peptides(row.heavy_identity, row.heavy_non_human);
             let biophi_vl = biophi_peptides(row.light_identity, row.light_non_human);

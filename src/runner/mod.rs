@@ -418,15 +418,21 @@ impl Runner {
         let peptides = self.config.peptides;
         // Stage `numbering` was set when the job was claimed.
         let (variant, parental) = Self::blocking(token, move || {
-            let variant = Variant::new(&snapshot.vh, Some(&snapshot.vl))?;
-            let parental = Humanizer::new(peptides).parental(&variant);
-            Ok::<_, crate::engine::humanize::VariantError>((variant, parental))
+            let variant =
+                Variant::new(&snapshot.vh, Some(&snapshot.vl)).map_err(|e| Stop::Failed {
+                    code: "invalid_sequence",
+                    detail: e.to_string(),
+                })?;
+            let parental =
+                Humanizer::new(peptides)
+                    .parental(&variant)
+                    .map_err(|e| Stop::Failed {
+                        code: "internal",
+                        detail: format!("the parental report could not be made: {e}"),
+                    })?;
+            Ok::<_, Stop>((variant, parental))
         })
-        .await?
-        .map_err(|e| Stop::Failed {
-            code: "invalid_sequence",
-            detail: e.to_string(),
-        })?;
+        .await??;
         let variant = Arc::new(variant);
         let designs: Vec<StrategySpec> = match &snapshot.strategies {
             Some(asked) => parse_designs(asked).map_err(|e| Stop::Failed {

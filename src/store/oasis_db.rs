@@ -26,7 +26,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::engine::chain::ChainType;
-use crate::engine::humanness::HumanPeptides;
+use crate::engine::humanness::{HumanPeptides, PeptideError};
 
 /// BioPhi's named thresholds (`OASIS_MIN_SUBJECTS_THRESHOLDS`): the fraction of
 /// subjects a peptide must occur in to be human.
@@ -155,9 +155,11 @@ pub struct OasisDb {
     /// Answers so far, `[light, heavy]`: the engine asks about the same chain's 9-mers
     /// once per strategy, and a query on the 22 GB file costs far more than a lookup.
     cache: Mutex<[HashMap<Vec<u8>, bool>; 2]>,
-    /// The first query that failed; `is_human` cannot return it.
-    error: Mutex<Option<OasisDbError>>,
 }
+
+/// Answers kept per chain group before the cache starts over (~40 MB at most): far more
+/// than the distinct 9-mers of a day's jobs, and a bound on a server that runs for months.
+const CACHE_LIMIT: usize = 1 << 19;
 
 impl OasisDb {
     /// Opens the database read-only and counts the subjects that qualify.
@@ -204,7 +206,6 @@ impl OasisDb {
             light_subjects,
             connection: Mutex::new(connection),
             cache: Mutex::new([HashMap::new(), HashMap::new()]),
-            error: Mutex::new(None),
         })
     }
 
@@ -247,10 +248,6 @@ impl OasisDb {
     /// The first query error since the last call, if any: `is_human` answers `false`
     /// when the database fails, so a caller that must not silently under-count checks
     /// this after scoring.
-    pub fn take_error(&self) -> Option<OasisDbError> {
-        lock(&self.error).take()
-    }
-
     /// BioPhi's `PeptideHumanness.is_human`: `fraction_oas_subjects >=
     /// min_fraction_subjects`, the fraction computed in f64 as Python does.
     fn query_is_human(&self, peptide: &[u8], chain: ChainType) -> Result<bool, OasisDbError> {
@@ -261,27 +258,24 @@ impl OasisDb {
 }
 
 impl HumanPeptides for OasisDb {
-    fn take_failure(&self) -> Option<String> {
-        self.take_error().map(|e| e.to_string())
-    }
-
-    fn is_human(&self, peptide: &[u8], chain: ChainType) -> bool {
+    fn is_human(&self, peptide: &[u8], chain: ChainType) -> Result<bool, PeptideError> {
         let group = usize::from(chain.is_heavy());
         if let Some(&human) = lock(&self.cache)[group].get(peptide) {
-            return human;
+            return Ok(human);
         }
-        // The cache is not held during the query, so other threads' cached lookups
-        // do not wait for it. A failed query is not cached: it is not an answer.
-        match self.query_is_human(peptide, chain) {
-            Ok(human) => {
-                lock(&self.cache)[group].insert(peptide.to_vec(), human);
-                human
-            }
-            Err(error) => {
-                lock(&self.error).get_or_insert(error);
-                false
-            }
+        // The cache is not held during the query, so other threads' cached lookups do not
+        // wait for it. A failed query goes back to its own caller and is not cached: it is
+        // not an answer.
+        let human = self
+            .query_is_human(peptide, chain)
+            .map_err(|e| PeptideError(e.to_string()))?;
+        let mut cache = lock(&self.cache);
+        // Bounded: a long-running server forgets and re-asks rather than growing forever.
+        if cache[group].len() >= CACHE_LIMIT {
+            cache[group].clear();
         }
+        cache[group].insert(peptide.to_vec(), human);
+        Ok(human)
     }
 
     fn describe(&self) -> String {
@@ -415,12 +409,11 @@ mod tests {
                     let expected = strictest.is_some_and(|s| threshold <= s);
                     assert_eq!(
                         oasis.is_human(peptide.as_bytes(), chain),
-                        expected,
+                        Ok(expected),
                         "{peptide} {chain:?} at {threshold}"
                     );
                 }
             }
-            assert!(oasis.take_error().is_none());
         }
     }
 
@@ -444,17 +437,17 @@ mod tests {
         let path = dir.path().join("oasis.db");
         let writer = build_database(&path);
         let oasis = OasisDb::open(&path, Relaxed).expect("open test database");
-        assert!(!oasis.is_human(b"IIIIIIIII", ChainType::H));
+        assert_eq!(oasis.is_human(b"IIIIIIIII", ChainType::H), Ok(false));
         // New hits after the first answer are not seen for the same chain group...
         for id in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 101, 102] {
             writer
                 .execute("INSERT INTO peptides VALUES ('IIIIIIIII', ?1, 1)", [id])
                 .expect("insert");
         }
-        assert!(!oasis.is_human(b"IIIIIIIII", ChainType::H));
+        assert_eq!(oasis.is_human(b"IIIIIIIII", ChainType::H), Ok(false));
         // ...but the light group is asked afresh: 2 of 10 light subjects.
-        assert!(oasis.is_human(b"IIIIIIIII", ChainType::L));
-        assert!(oasis.is_human(b"IIIIIIIII", ChainType::K));
+        assert_eq!(oasis.is_human(b"IIIIIIIII", ChainType::L), Ok(true));
+        assert_eq!(oasis.is_human(b"IIIIIIIII", ChainType::K), Ok(true));
         assert_eq!(
             oasis
                 .count_subjects(b"IIIIIIIII", ChainType::H)
@@ -472,16 +465,17 @@ mod tests {
         writer
             .execute_batch("ALTER TABLE peptides RENAME TO moved")
             .expect("rename");
-        assert!(!oasis.is_human(b"AAAAAAAAA", ChainType::H));
-        assert!(matches!(
-            oasis.take_error(),
-            Some(OasisDbError::Query { .. })
-        ));
-        assert!(oasis.take_error().is_none());
+        let error = oasis
+            .is_human(b"AAAAAAAAA", ChainType::H)
+            .expect_err("the table is gone");
+        assert!(
+            error.0.contains("moved") || error.0.contains("peptides"),
+            "{error}"
+        );
         writer
             .execute_batch("ALTER TABLE moved RENAME TO peptides")
             .expect("rename back");
-        assert!(oasis.is_human(b"AAAAAAAAA", ChainType::H));
+        assert_eq!(oasis.is_human(b"AAAAAAAAA", ChainType::H), Ok(true));
     }
 
     #[test]
