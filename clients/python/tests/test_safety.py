@@ -194,3 +194,20 @@ def test_designs_with_options_come_back_typed(server):
     with pytest.raises(vc.InvalidRequest) as e:
         veneer.humanizations.submit(variant, strategies=[{"name": "sapiens", "iterations": 9}])
     assert "strategies[0]" in e.value.detail
+
+
+def test_a_completed_job_exports_its_designs(server, start_server):
+    veneer = Client(server.url, api_key=server.key)
+    variant = veneer.variants.create("AntiCD28", VH, VL)
+    job = veneer.humanizations.submit(variant, wait=60)
+    fasta = veneer.humanizations.export(job, "fasta").decode()
+    for r in job.results:
+        assert f">AntiCD28_{r.strategy} VH\n" in fasta
+        assert r.humanized_vh[:60] in fasta
+    assert veneer.humanizations.export(job, "xlsx")[:2] == b"PK", "an XLSX is a zip"
+    paused = start_server(*FAST, "--paused")
+    queued = Client(paused.url, api_key=paused.key)
+    pending = queued.humanizations.submit(queued.variants.create("AntiCD28", VH, VL))
+    with pytest.raises(vc.Conflict) as e:
+        queued.humanizations.export(pending, "csv")
+    assert e.value.job_status == "pending"

@@ -29,6 +29,8 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     repeatable: bool = False
     parse: Callable[[Any], Any] = lambda body: body
+    #: The answer is a file: its bytes, not JSON.
+    raw: bool = False
 
     @classmethod
     def get(cls, path: str, parse: Callable[[Any], Any], **params: Any) -> "Call":
@@ -91,6 +93,8 @@ def retryable_status(status: int) -> bool:
 
 def result(call: Call, response: httpx.Response) -> Any:
     """The parsed value of a 2xx answer, or the exception for a problem."""
+    if call.raw and response.is_success:
+        return response.content
     if response.status_code == 204 or not response.content:
         body: Any = None
     else:

@@ -89,6 +89,13 @@ class Humanizations(_Resource):
             call.headers["Prefer"] = f"wait={int(wait)}"
         return self._c._execute(call)
 
+    def export(self, job: Any, format: str = "csv") -> Any:
+        """A completed job's designs as a file's bytes: ``format`` is ``fasta``, ``csv`` or
+        ``xlsx`` (``Conflict`` while the job has not completed)."""
+        call = Call.get(f"/v1/humanizations/{_id(job)}/export", lambda body: body, format=format)
+        call.raw = True
+        return self._c._execute(call)
+
     def list(self, *, status: str | None = None, limit: int | None = None):
         """Humanization jobs, newest first, optionally by status; follows the cursor."""
         return self._c._paginate("/v1/humanizations", self._bind, {"status": status, "limit": limit})
