@@ -89,6 +89,7 @@ function summary(j, keys) {
   const liabilityCount = (l) => Object.values(l || {}).reduce((n, list) => n + list.length, 0);
   const rows = [
     ["oasis_identity", "OASis identity (antibody)", (r) => fixed(r.oasis_identity?.antibody)],
+    ["oasis_percentile", "OASis percentile (antibody)", (r) => fixed(r.oasis_percentile?.antibody)],
     ["oasis_identity_vh", "OASis identity VH", (r) => fixed(r.oasis_identity?.vh)],
     ["oasis_identity_vl", "OASis identity VL", (r) => fixed(r.oasis_identity?.vl)],
     ["oasis_score_mean", "OASis score, mean", (r) => fixed(r.oasis_score?.mean)],

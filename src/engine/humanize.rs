@@ -13,8 +13,8 @@ use super::chain::{AMINO_ACIDS, ChainType};
 use super::germlines::{Acceptor, Germlines, germline_content};
 use super::grafting::{graft_onto, is_vernier, mutation_list};
 use super::humanness::{
-    ChainOasis, HumanPeptides, OasisIdentity, OasisScore, PeptideError, oasis_score,
-    pooled_oasis_identity,
+    ChainOasis, HumanPeptides, OasisIdentity, OasisScore, PeptideError, PercentileTable,
+    oasis_percentile, oasis_score, pooled_oasis_identity,
 };
 use super::liabilities::{self, Liabilities};
 use super::numbering::{NumberedChain, Position, Scheme, is_kabat_cdr, number, number_as};
@@ -348,6 +348,13 @@ pub struct PerChain<T> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OasisPercentile {
+    pub vh: Option<f64>,
+    pub vl: Option<f64>,
+    pub antibody: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GermlinePair {
     pub v: String,
     pub j: String,
@@ -362,6 +369,8 @@ pub struct AntibodyReport {
     /// How many of each chain's overlapping 9-mers are not human (what OASis identity counts
     /// against).
     pub oasis_non_human_peptides: PerChain<usize>,
+    /// Each identity as BioPhi's percentile among therapeutic antibodies (0–1).
+    pub oasis_percentile: OasisPercentile,
     /// Per residue, in sequence order, the fraction of the 9-mers covering it that are human
     /// (what `oasis_score` summarises), to 4 decimals (each is k/n with n <= 9, so nothing a
     /// plot shows is lost); empty for a chain shorter than 9 residues.
@@ -585,6 +594,20 @@ impl<'a> Humanizer<'a> {
                 vh: oasis_vh.identity(),
                 vl: oasis_vl.as_ref().and_then(ChainOasis::identity),
                 antibody: pooled_oasis_identity(&oasis),
+            },
+            oasis_percentile: {
+                let percent = self.peptides.threshold_percent();
+                let place = |table, identity: Option<f64>| {
+                    identity.and_then(|i| oasis_percentile(table, i, percent))
+                };
+                OasisPercentile {
+                    vh: place(PercentileTable::Heavy, oasis_vh.identity()),
+                    vl: place(
+                        PercentileTable::Light,
+                        oasis_vl.as_ref().and_then(ChainOasis::identity),
+                    ),
+                    antibody: place(PercentileTable::Mean, pooled_oasis_identity(&oasis)),
+                }
             },
             oasis_non_human_peptides: PerChain {
                 vh: oasis_vh.num_peptides() - oasis_vh.num_human_peptides(),

@@ -33,6 +33,65 @@ pub trait HumanPeptides: Send + Sync {
 
     /// One line naming the peptide set and threshold, for reports.
     fn describe(&self) -> String;
+
+    /// The prevalence threshold in percent of subjects (BioPhi's `min_fraction_subjects` ×
+    /// 100), which picks the percentile table. The embedded set is BioPhi's relaxed 10 %.
+    fn threshold_percent(&self) -> u32 {
+        10
+    }
+}
+
+/// Which of BioPhi's percentile tables an identity is placed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PercentileTable {
+    Heavy,
+    Light,
+    /// The antibody's pooled identity.
+    Mean,
+}
+
+const PERCENTILES_JSON: &str = include_str!("../../data/oasis/oasis_percentiles.json");
+
+type Percentiles = std::collections::HashMap<String, Vec<f64>>;
+
+fn percentile_tables() -> &'static Option<[Percentiles; 3]> {
+    static TABLES: std::sync::OnceLock<Option<[Percentiles; 3]>> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        #[derive(serde::Deserialize)]
+        struct File {
+            heavy: Percentiles,
+            light: Percentiles,
+            mean: Percentiles,
+        }
+        serde_json::from_str::<File>(PERCENTILES_JSON)
+            .ok()
+            .map(|f| [f.heavy, f.light, f.mean])
+    })
+}
+
+/// BioPhi's `get_oasis_percentile`: the percentile of therapeutic antibodies whose OASis
+/// identity (at `threshold_percent`) is below this one, interpolated linearly between the
+/// table's whole-percent entries exactly as BioPhi computes it. `None` for an identity outside
+/// 0..=1 or a threshold without a table.
+pub fn oasis_percentile(
+    table: PercentileTable,
+    identity: f64,
+    threshold_percent: u32,
+) -> Option<f64> {
+    if !(0.0..=1.0).contains(&identity) {
+        return None;
+    }
+    let tables = percentile_tables().as_ref()?;
+    let rows = &tables[match table {
+        PercentileTable::Heavy => 0,
+        PercentileTable::Light => 1,
+        PercentileTable::Mean => 2,
+    }];
+    let row = rows.get(&threshold_percent.to_string())?;
+    let scaled = identity * 100.0;
+    let (lower, upper) = (scaled.floor(), scaled.ceil());
+    let (low, high) = (row.get(lower as usize)?, row.get(upper as usize)?);
+    Some(low + (high - low) * (scaled - lower))
 }
 
 /// A peptide source that could not answer.

@@ -258,6 +258,10 @@ impl OasisDb {
 }
 
 impl HumanPeptides for OasisDb {
+    fn threshold_percent(&self) -> u32 {
+        self.threshold.percent()
+    }
+
     fn is_human(&self, peptide: &[u8], chain: ChainType) -> Result<bool, PeptideError> {
         let group = usize::from(chain.is_heavy());
         if let Some(&human) = lock(&self.cache)[group].get(peptide) {

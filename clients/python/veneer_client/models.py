@@ -101,7 +101,8 @@ class OasisScore(Model):
 
 
 class OasisIdentity(Model):
-    """Human 9-mers over all 9-mers, per chain and pooled over the antibody."""
+    """Per chain and pooled over the antibody: human 9-mers over all 9-mers (``oasis_identity``),
+    or that identity's percentile among therapeutic antibodies (``oasis_percentile``)."""
 
     vh: float | None = None
     vl: float | None = None
@@ -121,6 +122,7 @@ class Report(Model):
     liabilities: dict[str, list[str]]
     oasis_score: OasisScore | None
     oasis_identity: OasisIdentity
+    oasis_percentile: OasisIdentity
     oasis_non_human_peptides: PerChain[int]
     oasis_residue_scores: PerChain[list[float]]
     numbering: PerChain[list[tuple[str, str]]]
