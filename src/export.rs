@@ -8,8 +8,66 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rust_xlsxwriter::{Format, Workbook, XlsxError};
+use rust_xlsxwriter::{Format as CellFormat, Workbook, XlsxError};
 use serde_json::Value;
+
+/// A file format for designs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Fasta,
+    Csv,
+    Xlsx,
+}
+
+impl Format {
+    /// `fasta`, `csv` or `xlsx` (also the file extension).
+    pub fn parse(name: &str) -> Option<Format> {
+        match name {
+            "fasta" => Some(Format::Fasta),
+            "csv" => Some(Format::Csv),
+            "xlsx" => Some(Format::Xlsx),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Fasta => "fasta",
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Fasta => "text/x-fasta; charset=utf-8",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        }
+    }
+
+    /// The file's bytes.
+    pub fn write(self, antibodies: &[Antibody]) -> Result<Vec<u8>, String> {
+        match self {
+            Format::Fasta => Ok(fasta(antibodies).into_bytes()),
+            Format::Csv => csv(antibodies).map(String::into_bytes),
+            Format::Xlsx => xlsx(antibodies),
+        }
+    }
+}
+
+/// A name as a download's file name stem: letters, digits, `-` and `_`; anything else `_`.
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
 
 /// One antibody's designs: its name, the job (when there is one), its parental report and
 /// its result entries.
@@ -277,7 +335,7 @@ fn build_xlsx(antibodies: &[Antibody]) -> Result<Vec<u8>, XlsxError> {
     // Level 1 deflate: residues and scores compress well anyway, and the default level 6
     // roughly doubles the time to save.
     book.set_zip_compression_level(1);
-    let bold = Format::new().set_bold();
+    let bold = CellFormat::new().set_bold();
     let overview = book.add_worksheet().set_name("Overview")?;
     for (c, name) in COLUMNS.iter().enumerate() {
         overview.write_string_with_format(0, c as u16, *name, &bold)?;

@@ -130,12 +130,12 @@ pub fn run(
                 results,
             })
             .collect();
-        let bytes = match format {
-            Format::Csv => export::csv(&antibodies).map(String::into_bytes),
-            Format::Fasta => Ok(export::fasta(&antibodies).into_bytes()),
-            _ => export::xlsx(&antibodies),
-        }
-        .map_err(std::io::Error::other)?;
+        let file = match format {
+            Format::Csv => export::Format::Csv,
+            Format::Fasta => export::Format::Fasta,
+            _ => export::Format::Xlsx,
+        };
+        let bytes = file.write(&antibodies).map_err(std::io::Error::other)?;
         out.write_all(&bytes)?;
     }
     Ok(failed)

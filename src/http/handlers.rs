@@ -271,6 +271,14 @@ fn from_stored(response: &StoredResponse, replayed: bool) -> HttpResponse {
     r
 }
 
+/// A create call's answer: the new response, or the first one replayed.
+fn outcome_response(outcome: &Outcome) -> HttpResponse {
+    match outcome {
+        Outcome::Created(r) => from_stored(r, false),
+        Outcome::Replayed(r) => from_stored(r, true),
+    }
+}
+
 // ---- organization and credits ----
 
 async fn get_organization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
@@ -346,10 +354,7 @@ async fn create_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiEr
         },
     )
     .await?;
-    Ok(match outcome {
-        Outcome::Created(r) => from_stored(&r, false),
-        Outcome::Replayed(r) => from_stored(&r, true),
-    })
+    Ok(outcome_response(&outcome))
 }
 
 #[derive(Deserialize)]
@@ -371,10 +376,7 @@ async fn import_variants(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiE
         |records| stored(StatusCode::OK, &views::variant_import(records), None),
     )
     .await?;
-    Ok(match outcome {
-        Outcome::Created(r) => from_stored(&r, false),
-        Outcome::Replayed(r) => from_stored(&r, true),
-    })
+    Ok(outcome_response(&outcome))
 }
 
 async fn get_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
@@ -560,12 +562,9 @@ async fn get_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, Api
 async fn export_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let id = route_id(ctx)?;
     let format = match ctx.query("format") {
-        Some(f @ ("fasta" | "csv" | "xlsx")) => f.to_string(),
-        Some(other) => {
-            return Err(ApiError::InvalidRequest(format!(
-                "format: {other:?} is not one of fasta, csv, xlsx"
-            )));
-        }
+        Some(name) => crate::export::Format::parse(name).ok_or_else(|| {
+            ApiError::InvalidRequest(format!("format: {name:?} is not one of fasta, csv, xlsx"))
+        })?,
         None => {
             return Err(ApiError::InvalidRequest(
                 "format: give ?format=fasta, csv or xlsx".into(),
@@ -588,29 +587,14 @@ async fn export_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, 
     let job_id = job.id.clone();
     let name = snapshot.name.clone();
     // XLSX for a long job is real work: off the async threads.
-    let (body, content_type) = tokio::task::spawn_blocking(move || {
+    let body = tokio::task::spawn_blocking(move || {
         let antibody = crate::export::Antibody {
             name: &name,
             job_id: Some(&job_id),
             parental: &parental,
             results: &results,
         };
-        let antibodies = [antibody];
-        match format.as_str() {
-            "fasta" => Ok((
-                crate::export::fasta(&antibodies).into_bytes(),
-                "text/x-fasta; charset=utf-8",
-            )),
-            "csv" => {
-                crate::export::csv(&antibodies).map(|t| (t.into_bytes(), "text/csv; charset=utf-8"))
-            }
-            _ => crate::export::xlsx(&antibodies).map(|b| {
-                (
-                    b,
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                )
-            }),
-        }
+        format.write(&[antibody])
     })
     .await
     .map_err(|_| ApiError::Internal)?
@@ -618,26 +602,12 @@ async fn export_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, 
         tracing::error!(error = %e, "export failed");
         ApiError::Internal
     })?;
-    let extension = match content_type {
-        t if t.starts_with("text/x-fasta") => "fasta",
-        t if t.starts_with("text/csv") => "csv",
-        _ => "xlsx",
-    };
-    let stem: String = snapshot
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut r = respond(StatusCode::OK, content_type, body);
+    let mut r = respond(StatusCode::OK, format.content_type(), body);
     let disposition = format!(
-        "attachment; filename=\"{stem}-{}.{extension}\"",
-        &job.id[job.id.len() - 8..]
+        "attachment; filename=\"{}-{}.{}\"",
+        crate::export::file_stem(&snapshot.name),
+        &job.id[job.id.len() - 8..],
+        format.extension()
     );
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         r.headers_mut().insert(http::header::CONTENT_DISPOSITION, v);
