@@ -179,6 +179,9 @@ async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), St
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Before the line a supervisor waits for: a SIGTERM sent the moment it reads the line must
+    // start a graceful shutdown, not meet the default action and kill the process.
+    let signals = shutdown_signal();
     {
         let mut out = std::io::stdout().lock();
         if let Some(secret) = &bootstrap_key {
@@ -217,7 +220,7 @@ async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), St
     });
     let runner_task = tokio::spawn(Arc::clone(&runner).run());
     let server = tokio::spawn(http::serve(Arc::clone(&app), listener, shutdown.clone()));
-    wait_for_signal().await;
+    signals.await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     shutdown.cancel();
     if let Err(e) = server.await {
@@ -231,24 +234,30 @@ async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), St
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers the SIGINT and SIGTERM handlers now and returns a future that resolves on the
+/// first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
