@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::engine::chain::ChainType;
 use crate::engine::germlines::{Germlines, closest_species};
-use crate::engine::numbering::{NumberedChain, Position, Scheme, cdr, number};
+use crate::engine::numbering::{NumberedChain, Position, Scheme, cdr, number_domains};
 use crate::engine::sequence::clean;
 
 use crate::input::ChainRecord;
@@ -30,9 +30,21 @@ struct Trimmed {
     end: usize,
 }
 
+/// Where a domain lies in its input, 0-based with `end` inclusive (ANARCI's `start`/`end`).
+#[derive(Serialize)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
 #[derive(Serialize)]
 struct Numbered<'a> {
     name: &'a str,
+    /// 1-based index of the domain in its sequence, and how many the sequence holds (2 for an
+    /// scFv; 1 for a plain chain).
+    domain: usize,
+    domains: usize,
+    span: Span,
     chain_type: char,
     species: Option<&'static str>,
     scheme: &'static str,
@@ -58,7 +70,12 @@ struct Failed<'a> {
     error: String,
 }
 
-fn describe<'a>(name: &'a str, chain: &NumberedChain, scheme: Scheme) -> Numbered<'a> {
+fn describe<'a>(
+    name: &'a str,
+    (index, count): (usize, usize),
+    chain: &NumberedChain,
+    scheme: Scheme,
+) -> Numbered<'a> {
     let chain_type = chain.chain_type;
     let mut cdrs = [String::new(), String::new(), String::new()];
     let mut numbering = Vec::with_capacity(chain.residues.len());
@@ -74,6 +91,12 @@ fn describe<'a>(name: &'a str, chain: &NumberedChain, scheme: Scheme) -> Numbere
     let (start, end) = chain.trimmed();
     Numbered {
         name,
+        domain: index + 1,
+        domains: count,
+        span: Span {
+            start,
+            end: start + chain.residues.len() - 1,
+        },
         chain_type: chain_type.letter(),
         species: closest_species(chain_type, &imgt),
         scheme: scheme.name(),
@@ -87,19 +110,37 @@ fn describe<'a>(name: &'a str, chain: &NumberedChain, scheme: Scheme) -> Numbere
     }
 }
 
-/// One output line for one chain.
-fn line(record: &ChainRecord, scheme: Scheme) -> (String, bool) {
-    let numbered = clean(&record.sequence).and_then(|residues| number(&residues));
-    let json = match &numbered {
-        Ok(chain) => serde_json::to_string(&describe(&record.name, chain, scheme)),
-        Err(error) => serde_json::to_string(&Failed {
-            name: &record.name,
-            error: error.to_string(),
-        }),
+/// The output lines for one record: one per variable domain, or one error line. The flag says
+/// whether it was numbered.
+fn lines(record: &ChainRecord, scheme: Scheme) -> (Vec<String>, bool) {
+    let encode = |json: serde_json::Result<String>| {
+        json.unwrap_or_else(|e| format!("{{\"name\":null,\"error\":\"cannot encode: {e}\"}}"))
     };
-    let json =
-        json.unwrap_or_else(|e| format!("{{\"name\":null,\"error\":\"cannot encode: {e}\"}}"));
-    (json, numbered.is_ok())
+    match clean(&record.sequence).and_then(|residues| number_domains(&residues)) {
+        Ok(domains) => {
+            let count = domains.len();
+            let lines = domains
+                .iter()
+                .enumerate()
+                .map(|(i, chain)| {
+                    encode(serde_json::to_string(&describe(
+                        &record.name,
+                        (i, count),
+                        chain,
+                        scheme,
+                    )))
+                })
+                .collect();
+            (lines, true)
+        }
+        Err(error) => {
+            let failed = Failed {
+                name: &record.name,
+                error: error.to_string(),
+            };
+            (vec![encode(serde_json::to_string(&failed))], false)
+        }
+    }
 }
 
 /// Numbers every record, in parallel on all cores, writing lines in input order.
@@ -112,14 +153,14 @@ pub fn run(records: &[ChainRecord], scheme: Scheme, out: &mut dyn Write) -> std:
     // Chunks bound the memory held by pending output on large files.
     for batch in records.chunks(4096) {
         let per_thread = batch.len().div_ceil(threads).max(1);
-        let lines: Vec<Vec<(String, bool)>> = std::thread::scope(|scope| {
+        let lines: Vec<Vec<(Vec<String>, bool)>> = std::thread::scope(|scope| {
             let workers: Vec<_> = batch
                 .chunks(per_thread)
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
                             .map(|r| {
-                                let numbered = line(r, scheme);
+                                let numbered = lines(r, scheme);
                                 progress.inc(1);
                                 numbered
                             })
@@ -135,9 +176,11 @@ pub fn run(records: &[ChainRecord], scheme: Scheme, out: &mut dyn Write) -> std:
                 })
                 .collect()
         });
-        for (json, ok) in lines.into_iter().flatten() {
+        for (record_lines, ok) in lines.into_iter().flatten() {
             failed += usize::from(!ok);
-            writeln!(out, "{json}")?;
+            for json in record_lines {
+                writeln!(out, "{json}")?;
+            }
         }
     }
     progress.finish_and_clear();

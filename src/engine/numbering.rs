@@ -249,8 +249,20 @@ fn immunum_chain(chain_type: ChainType) -> Chain {
     }
 }
 
-/// Numbers one chain (already cleaned by [`super::sequence::clean`]), detecting its type.
+/// Numbers one chain (already cleaned by [`super::sequence::clean`]), detecting its type. A
+/// sequence holding two variable domains (an scFv) is refused: see [`number_domains`].
 pub fn number(residues: &[u8]) -> Result<NumberedChain, ChainError> {
+    let chain = detect_and_number(residues)?;
+    refuse_second_domain(
+        residues,
+        &chain,
+        &[ChainType::H, ChainType::K, ChainType::L],
+    )?;
+    Ok(chain)
+}
+
+/// The best domain of any chain type, without looking for others.
+fn detect_and_number(residues: &[u8]) -> Result<NumberedChain, ChainError> {
     // Aligning against one profile instead of three is most of numbering's cost; when the
     // chain's 4-mers leave no doubt about its type, align only against that one.
     if let Some(chain_type) = obvious_chain_type(residues)
@@ -259,6 +271,78 @@ pub fn number(residues: &[u8]) -> Result<NumberedChain, ChainError> {
         return Ok(chain);
     }
     number_among(residues, &[ChainType::H, ChainType::K, ChainType::L])
+}
+
+/// Every variable domain of a sequence (an scFv, a tandem bispecific, a bivalent nanobody), in
+/// sequence order, each numbered as ANARCI numbers each of its HMMER hits: the best domain of
+/// the whole sequence first, then, while a stretch before or after the domains found is long
+/// enough to hold one, the best confident domain of that stretch. `start` and `input_length`
+/// refer to the whole sequence. Fails only when no domain at all is found.
+pub fn number_domains(residues: &[u8]) -> Result<Vec<NumberedChain>, ChainError> {
+    let first = detect_and_number(residues)?;
+    let mut stretches = vec![
+        (0, first.start),
+        (first.start + first.residues.len(), residues.len()),
+    ];
+    // Each domain with the stretch of the sequence it was found in.
+    let mut found = vec![((0, residues.len()), first)];
+    while let Some((from, to)) = stretches.pop() {
+        if to - from < MIN_DOMAIN_LENGTH {
+            continue;
+        }
+        let Ok(domain) = detect_and_number(&residues[from..to]) else {
+            continue;
+        };
+        let start = from + domain.start;
+        stretches.push((from, start));
+        stretches.push((start + domain.residues.len(), to));
+        found.push(((from, to), domain));
+    }
+    if found.len() == 1 {
+        return Ok(found.into_iter().map(|(_, domain)| domain).collect());
+    }
+    found.sort_by_key(|((from, _), domain)| from + domain.start);
+    // ANARCI's end rules for a sequence of several domains differ from a lone domain's.
+    found
+        .into_iter()
+        .enumerate()
+        .map(|(index, ((from, to), domain))| {
+            let to = from
+                + domain.start
+                + framework_4_reach(&domain).unwrap_or(to - from - domain.start);
+            let ends = Ends {
+                extend_start: index == 0,
+                extend_end: false,
+            };
+            let mut domain = number_with(&residues[from..to], &[domain.chain_type], ends)?;
+            domain.start += from;
+            domain.input_length = residues.len();
+            Ok(domain)
+        })
+        .collect()
+}
+
+/// When a domain's IMGT 118 is not the W/F of framework 4's W/F-G-x-G but such a motif follows
+/// its CDR3 (the aligner took the glycines of a following linker for framework 4), how far the
+/// domain can reach: through the motif and the ten framework-4 positions after it. The aligner
+/// is then run again on the sequence up to there, as hmmscan never reads a linker as FR4.
+fn framework_4_reach(domain: &NumberedChain) -> Option<usize> {
+    let imgt = domain.positions(Scheme::Imgt);
+    let at = |n: u8| {
+        imgt.iter()
+            .position(|p| p.number == n && p.insertion.is_none())
+    };
+    let anchor = at(118)?;
+    if matches!(domain.residues[anchor], b'W' | b'F') {
+        return None;
+    }
+    let cdr3 = at(104)? + 4;
+    let motif = domain
+        .residues
+        .get(cdr3..)?
+        .windows(4)
+        .position(|w| matches!(w[0], b'W' | b'F') && w[1] == b'G' && w[3] == b'G')?;
+    Some(cdr3 + motif + 11)
 }
 
 /// 4-mers are indexed in base 20 over [`super::chain::AMINO_ACIDS`].
@@ -312,10 +396,36 @@ pub fn obvious_chain_type(residues: &[u8]) -> Option<ChainType> {
 /// Numbers a chain whose type is already known (a germline, or a chain we built ourselves),
 /// skipping the alignments against the other chain types.
 pub fn number_as(residues: &[u8], chain_type: ChainType) -> Result<NumberedChain, ChainError> {
-    number_among(residues, &[chain_type])
+    let chain = number_among(residues, &[chain_type])?;
+    refuse_second_domain(residues, &chain, &[chain_type])?;
+    Ok(chain)
 }
 
 fn number_among(residues: &[u8], chain_types: &[ChainType]) -> Result<NumberedChain, ChainError> {
+    number_with(residues, chain_types, Ends::ALONE)
+}
+
+/// Which of ANARCI's end rules apply to a domain (`_hmm_alignment_to_states`): the N-terminal
+/// extension over up to 4 unmatched first states only for the first domain of a sequence, the
+/// C-terminal extension through framework 4 only when the sequence holds one domain.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
+    extend_start: bool,
+    extend_end: bool,
+}
+
+impl Ends {
+    const ALONE: Ends = Ends {
+        extend_start: true,
+        extend_end: true,
+    };
+}
+
+fn number_with(
+    residues: &[u8],
+    chain_types: &[ChainType],
+    ends: Ends,
+) -> Result<NumberedChain, ChainError> {
     // `clean` guarantees ASCII upper-case letters, so this cannot fail.
     let text = std::str::from_utf8(residues).map_err(|_| ChainError::NotAntibody {
         detail: "the sequence is not text".into(),
@@ -336,20 +446,21 @@ fn number_among(residues: &[u8], chain_types: &[ChainType]) -> Result<NumberedCh
     }
     let mut states = alignment.positions;
     let (start, mut end) = (alignment.query_start, alignment.query_end);
-    end = extend_to_framework_end(&mut states, end, last_imgt_state(chain_type));
-    let start = anarci_start(&mut states, residues, start, end, chain_type);
+    if ends.extend_end {
+        end = extend_to_framework_end(&mut states, end, last_imgt_state(chain_type));
+    }
+    let start = anarci_start(
+        &mut states,
+        residues,
+        start,
+        end,
+        chain_type,
+        ends.extend_start,
+    );
     place_framework_deletions(&mut states[start..=end], &residues[start..=end], chain_type);
     let length = end + 1 - start;
     if length < MIN_DOMAIN_LENGTH {
         return Err(ChainError::TooShort { length });
-    }
-    if let Some(second) = second_domain(text, start, end, chain_types) {
-        return Err(ChainError::NotAntibody {
-            detail: format!(
-                "it holds two variable domains (the other one starts at residue {}); give each chain on its own",
-                second + 1
-            ),
-        });
     }
     let domain = &states[start..=end];
     let chain = immunum_chain(chain_type);
@@ -491,6 +602,7 @@ fn anarci_start(
     start: usize,
     end: usize,
     chain_type: ChainType,
+    extend: bool,
 ) -> usize {
     let model = best_model(
         anarci_emissions(chain_type),
@@ -619,6 +731,7 @@ fn anarci_start(
     let seq_start = start + first;
     let hmm_start = placed[first] - 1;
     let extend = match hmm_start {
+        _ if !extend => 0,
         1..=4 if hmm_start <= seq_start => hmm_start,
         1..=4 => seq_start.min(hmm_start - seq_start),
         _ => 0,
@@ -836,18 +949,33 @@ fn best_placement(
     placement
 }
 
-/// Where a second confident variable domain starts, if the residues outside the first hold one.
-fn second_domain(text: &str, start: usize, end: usize, chain_types: &[ChainType]) -> Option<usize> {
-    let flanks = [(0, start), (end + 1, text.len())];
-    flanks.into_iter().find_map(|(from, to)| {
+/// Refuses a sequence that holds a second confident variable domain outside `chain`'s.
+fn refuse_second_domain(
+    residues: &[u8],
+    chain: &NumberedChain,
+    chain_types: &[ChainType],
+) -> Result<(), ChainError> {
+    let end = chain.start + chain.residues.len();
+    let flanks = [(0, chain.start), (end, residues.len())];
+    let second = flanks.into_iter().find_map(|(from, to)| {
         if to - from < MIN_DOMAIN_LENGTH {
             return None;
         }
-        let (_, alignment) = best_alignment(&text[from..to], chain_types);
+        let text = std::str::from_utf8(&residues[from..to]).ok()?;
+        let (_, alignment) = best_alignment(text, chain_types);
         let length = alignment.query_end + 1 - alignment.query_start;
         (confidence(&alignment) >= MIN_CONFIDENCE && length >= MIN_DOMAIN_LENGTH)
             .then_some(from + alignment.query_start)
-    })
+    });
+    match second {
+        Some(second) => Err(ChainError::NotAntibody {
+            detail: format!(
+                "it holds two variable domains (the other one starts at residue {}); give each chain on its own, or register the sequence as an scFv",
+                second + 1
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
