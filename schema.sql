@@ -1,5 +1,6 @@
--- veneer's whole database: the only DDL in the project. Applied by src/store/db.rs inside one
--- transaction when `PRAGMA user_version` is below SCHEMA_VERSION, which then sets it.
+-- veneer's whole database. Applied by src/store/db.rs inside one transaction to a new database
+-- (`PRAGMA user_version` 0), which then sets SCHEMA_VERSION; a database made by an earlier
+-- version is brought up to date by the steps in db.rs's UPGRADES instead.
 -- Ids are UUIDv7 text (sortable by creation time, so `ORDER BY id` is creation order and
 -- cursor pagination is `id < ?`). Timestamps are RFC 3339 text in UTC (`+00:00`).
 
@@ -32,9 +33,13 @@ CREATE TABLE variants (
     org_id        TEXT NOT NULL REFERENCES organizations(id),
     name          TEXT NOT NULL,
     vh            TEXT NOT NULL,
-    vl            TEXT NOT NULL,
-    vl_chain_type TEXT NOT NULL CHECK (vl_chain_type IN ('kappa', 'lambda')),
-    created_at    TEXT NOT NULL
+    -- NULL for a single-domain antibody (VHH), with its chain type.
+    vl            TEXT,
+    vl_chain_type TEXT CHECK (vl_chain_type IN ('kappa', 'lambda')),
+    -- How a variant registered from one scFv sequence was split (JSON), else NULL.
+    scfv          TEXT,
+    created_at    TEXT NOT NULL,
+    CHECK ((vl IS NULL) = (vl_chain_type IS NULL))
 );
 CREATE INDEX variants_org ON variants(org_id, id);
 

@@ -131,8 +131,9 @@ fn raw_sqlite(dir: &std::path::Path) -> f64 {
                 org_id: org.id.clone(),
                 name: "v".into(),
                 vh: VH.into(),
-                vl: VL.into(),
-                vl_chain_type: "kappa".into(),
+                vl: Some(VL.into()),
+                vl_chain_type: Some("kappa".into()),
+                scfv: None,
                 created_at: now(),
             };
             variants::insert(tx, &v)?;

@@ -1,7 +1,7 @@
 //! Prints where veneer's grafts differ from AbNumber's for oracle chains (research aid).
 //! `cargo run --release --example graft_diff -- [straight|vernier] [NAME...]`
 use serde_json::Value;
-use veneer::engine::grafting::graft_onto_human_germline;
+use veneer::engine::grafting::{Backmutations, graft_onto_human_germline};
 use veneer::engine::numbering::number;
 use veneer::engine::sequence::clean;
 
@@ -22,7 +22,14 @@ fn main() {
         let chain = clean(e["sequence"].as_str().unwrap_or(""))
             .and_then(|r| number(&r))
             .expect("numbers");
-        let graft = graft_onto_human_germline(&chain, strategy == "vernier").expect("grafts");
+        let graft = graft_onto_human_germline(
+            &chain,
+            Backmutations {
+                vernier: strategy == "vernier",
+                hallmark: false,
+            },
+        )
+        .expect("grafts");
         let e = &e["hm"];
         let expected = e[strategy.as_str()].as_str().unwrap_or("");
         if graft.sequence() != expected {

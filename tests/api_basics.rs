@@ -209,9 +209,10 @@ fn bodies_are_checked_for_size_type_shape_and_unknown_fields() {
         p["detail"].as_str().unwrap_or("").starts_with("name"),
         "{p}"
     );
-    let r = s.post("/v1/variants", &json!({"name": "a", "vh": VH}));
+    // Without `vl` a variant is a single domain (SPEC §5); without `vh` it is nothing.
+    let r = s.post("/v1/variants", &json!({"name": "a", "vl": VL}));
     let p = r.problem(400, "invalid_request");
-    assert!(p["detail"].as_str().unwrap_or("").contains("vl"), "{p}");
+    assert!(p["detail"].as_str().unwrap_or("").starts_with("vh"), "{p}");
     s.post("/v1/variants", &json!([1, 2]))
         .problem(400, "invalid_request");
     let r = s.post("/v1/humanizations", &json!({"variant_id": "not-a-uuid"}));

@@ -36,12 +36,15 @@ fn designs_run_in_order_with_their_options() {
         .iter()
         .map(|r| (r["strategy"].clone(), r["options"].clone()))
         .collect();
-    let sapiens = |n: u8, vernier: bool| json!({"iterations": n, "humanize_cdrs": false, "backmutate_vernier": vernier});
+    let sapiens = |n: u8, vernier: bool| json!({"iterations": n, "humanize_cdrs": false, "backmutate_vernier": vernier, "backmutate_vhh_hallmark": false});
     assert_eq!(
         shape,
         [
             (json!("sapiens"), sapiens(2, false)),
-            (json!("cdr_grafting"), Value::Null),
+            (
+                json!("cdr_grafting"),
+                json!({"sapiens_iterations": 0, "backmutate_vhh_hallmark": false})
+            ),
             (json!("sapiens"), sapiens(1, false)),
             (json!("sapiens"), sapiens(1, true)),
         ]
@@ -49,7 +52,7 @@ fn designs_run_in_order_with_their_options() {
     // The job shows what it was asked, every option spelled out.
     assert_eq!(
         r.json["inputs"]["strategies"][2],
-        json!({"name": "sapiens", "iterations": 1, "humanize_cdrs": false, "backmutate_vernier": false})
+        json!({"name": "sapiens", "iterations": 1, "humanize_cdrs": false, "backmutate_vernier": false, "backmutate_vhh_hallmark": false})
     );
 
     // The same as the offline command with the same designs.
@@ -103,7 +106,7 @@ fn a_bad_design_is_refused_naming_it_and_costs_nothing() {
         ),
         (
             json!([{"name": "cdr_grafting", "iterations": 2}]),
-            "takes no options",
+            "unknown option \"iterations\" for strategy cdr_grafting; known: sapiens_iterations",
         ),
         (json!([{"name": "graft"}]), "unknown strategy \"graft\""),
         (
@@ -203,7 +206,7 @@ fn graft_then_sapiens_is_a_design_of_its_own() {
     assert_eq!(design["strategy"], "cdr_grafting_sapiens");
     assert_eq!(
         design["options"],
-        json!({"iterations": 2, "humanize_cdrs": false, "backmutate_vernier": true})
+        json!({"iterations": 2, "backmutate_vernier": true, "backmutate_vhh_hallmark": false})
     );
     // Without `strategies`, a job runs today's three strategies.
     let plain = s

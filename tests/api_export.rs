@@ -109,7 +109,7 @@ fn fasta_and_csv_hold_exactly_the_jobs_designs() {
     }
     assert_eq!(
         &rows[2][at("options")],
-        "iterations=2;humanize_cdrs=false;backmutate_vernier=false"
+        "iterations=2;humanize_cdrs=false;backmutate_vernier=false;backmutate_vhh_hallmark=false"
     );
 }
 

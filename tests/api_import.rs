@@ -58,7 +58,7 @@ fn an_import_registers_the_good_records_and_reports_each_bad_one() {
 #[test]
 fn a_csv_import_replays_under_its_idempotency_key() {
     let s = Server::start(&[]);
-    let csv = format!("name,vh,vl\nA,{VH},{VL}\n,{VH},{VL}\nC,{VH},\n");
+    let csv = format!("name,vh,vl\nA,{VH},{VL}\n,{VH},{VL}\nC,{VH},\nD,{VH},DIQMTQ!!\n");
     let send = || {
         s.req()
             .method("POST")
@@ -69,21 +69,25 @@ fn a_csv_import_replays_under_its_idempotency_key() {
     };
     let first = send();
     assert_eq!(first.status, 200, "{}", first.text);
-    assert_eq!(first.json["created"], 2, "{}", first.text);
-    let missing_vl = &first.json["records"][2];
-    assert_eq!(missing_vl["name"], "C");
+    assert_eq!(first.json["created"], 3, "{}", first.text);
+    // An empty vl is a single-domain antibody (SPEC §5).
+    let single = &first.json["records"][2];
+    assert_eq!(single["name"], "C");
+    assert_eq!(single["variant"]["vl"], serde_json::Value::Null);
+    let bad = &first.json["records"][3];
     assert!(
-        missing_vl["error"]["detail"]
+        bad["error"]["detail"]
             .as_str()
             .unwrap_or("")
-            .contains("VL: missing")
+            .starts_with("VL:"),
+        "{bad}"
     );
     let again = send();
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.json, first.json);
     assert_eq!(
         s.get("/v1/variants").json["data"].as_array().map(Vec::len),
-        Some(2)
+        Some(3)
     );
 }
 

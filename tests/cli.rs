@@ -427,12 +427,18 @@ fn humanize_takes_designs_with_options() {
     assert_eq!(results[0]["strategy"], "sapiens");
     assert_eq!(results[0]["options"]["iterations"], 3);
     assert_eq!(results[1]["strategy"], "cdr_grafting");
-    assert!(results[1].get("options").is_none());
+    assert_eq!(
+        results[1]["options"],
+        serde_json::json!({"sapiens_iterations": 0, "backmutate_vhh_hallmark": false})
+    );
     for (bad, says) in [
         ("sapiens:iterations=0", "from 1 to 5"),
         ("sapiens:depth=2", "unknown option \"depth\""),
         ("sapiens:iterations", "needs a value"),
-        ("cdr_grafting:iterations=2", "takes no options"),
+        (
+            "cdr_grafting:iterations=2",
+            "unknown option \"iterations\" for strategy cdr_grafting",
+        ),
     ] {
         let out = veneer(&["humanize", "--vh", CAMPATH_VH, "--strategy", bad], None);
         assert_eq!(out.status.code(), Some(2), "{bad}");

@@ -158,6 +158,7 @@ fn sapiens_options_keep_what_they_promise() {
             humanize_cdrs,
             backmutate_vernier,
             max_mutations: None,
+            backmutate_vhh_hallmark: false,
         },
     };
     let mut cdr_changes = 0;

@@ -284,10 +284,10 @@ fn import_variants(db: &Db, org: &str, file: &str, out: &mut impl Write) -> Resu
     let mut rows = Vec::new();
     let mut failed = 0;
     for record in records {
-        let checked = record.chains.clone().and_then(|(vh, vl)| {
-            let vl = vl.ok_or_else(|| "VL: missing; a variant needs both chains".to_string())?;
-            validate_chains(&vh, &vl).map_err(|e| e.to_string())
-        });
+        let checked = record
+            .chains
+            .clone()
+            .and_then(|(vh, vl)| validate_chains(&vh, vl.as_deref()).map_err(|e| e.to_string()));
         match checked {
             Ok((vh, vl, vl_type)) => rows.push(VariantRow {
                 id: new_id(),
@@ -295,7 +295,8 @@ fn import_variants(db: &Db, org: &str, file: &str, out: &mut impl Write) -> Resu
                 name: record.name.clone(),
                 vh,
                 vl,
-                vl_chain_type: vl_type.to_string(),
+                vl_chain_type: vl_type.map(str::to_string),
+                scfv: None,
                 created_at: now(),
             }),
             Err(reason) => {

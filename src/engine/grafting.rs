@@ -1,4 +1,5 @@
-//! CDR grafting onto a human acceptor framework, with optional Vernier back-mutations.
+//! CDR grafting onto a human acceptor framework, with optional Vernier and VHH-hallmark
+//! back-mutations.
 //!
 //! The rule is AbNumber's `Chain.graft_cdrs_onto`: both chains in Kabat numbering, the
 //! acceptor's residues everywhere outside the Kabat CDRs, then every parental residue inside a
@@ -32,27 +33,41 @@ impl Graft {
 /// numbering), merged and renumbered in Kabat, then the parental Kabat CDRs grafted onto it.
 pub fn graft_onto_human_germline(
     chain: &NumberedChain,
-    backmutate_vernier: bool,
+    back: Backmutations,
 ) -> Result<Graft, ChainError> {
     let imgt: Vec<(Position, u8)> = chain.numbered(Scheme::Imgt).collect();
     let acceptor = Germlines::human().acceptor(chain.chain_type, &imgt);
-    graft_onto(chain, acceptor, backmutate_vernier)
+    graft_onto(chain, acceptor, back)
+}
+
+/// Which framework positions keep the parental residue besides the CDRs (AbNumber's
+/// `graft_cdrs_onto(backmutate_vernier, backmutate_vhh_hallmark)`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backmutations {
+    pub vernier: bool,
+    pub hallmark: bool,
+}
+
+impl Backmutations {
+    pub const NONE: Backmutations = Backmutations {
+        vernier: false,
+        hallmark: false,
+    };
+    pub const VERNIER: Backmutations = Backmutations {
+        vernier: true,
+        hallmark: false,
+    };
 }
 
 /// Grafts onto a given acceptor (the caller may already have chosen it).
 pub fn graft_onto(
     chain: &NumberedChain,
     acceptor: Acceptor,
-    backmutate_vernier: bool,
+    back: Backmutations,
 ) -> Result<Graft, ChainError> {
     let acceptor_kabat = acceptor_kabat(chain.chain_type, &acceptor)?;
     let parental: Vec<(Position, u8)> = chain.numbered(Scheme::Kabat).collect();
-    let kabat = graft(
-        chain.chain_type,
-        &parental,
-        &acceptor_kabat,
-        backmutate_vernier,
-    );
+    let kabat = graft(chain.chain_type, &parental, &acceptor_kabat, back);
     Ok(Graft { acceptor, kabat })
 }
 
@@ -96,12 +111,19 @@ pub fn is_vernier(chain_type: ChainType, position: Position) -> bool {
     }
 }
 
+/// The VHH hallmark positions of a heavy chain, Kabat H37, H44, H45 and H47 (by number, as
+/// AbNumber's `is_vhh_hallmark`): where a nanobody's framework 2 differs from a VH that pairs
+/// with a VL (V37/G44/L45/W47 against F/Y37, E/Q44, R45, F/L/G47), keeping it soluble alone.
+pub fn is_vhh_hallmark(chain_type: ChainType, position: Position) -> bool {
+    chain_type.is_heavy() && matches!(position.number, 37 | 44 | 45 | 47)
+}
+
 /// Grafts the parental chain's Kabat CDRs onto the acceptor; both Kabat-numbered.
 pub fn graft(
     chain_type: ChainType,
     parental: &[(Position, u8)],
     acceptor: &[(Position, u8)],
-    backmutate_vernier: bool,
+    back: Backmutations,
 ) -> Vec<(Position, u8)> {
     let mut grafted: BTreeMap<Position, u8> = acceptor
         .iter()
@@ -110,7 +132,8 @@ pub fn graft(
         .collect();
     for &(position, residue) in parental {
         if is_kabat_cdr(chain_type, position)
-            || (backmutate_vernier && is_vernier(chain_type, position))
+            || (back.vernier && is_vernier(chain_type, position))
+            || (back.hallmark && is_vhh_hallmark(chain_type, position))
         {
             grafted.insert(position, residue);
         }
@@ -184,7 +207,7 @@ mod tests {
             ("35", b'S'),
             ("36", b'W'),
         ]);
-        let straight = graft(h, &parental, &acceptor, false);
+        let straight = graft(h, &parental, &acceptor, Backmutations::NONE);
         assert_eq!(
             straight,
             chain(&[
@@ -196,7 +219,7 @@ mod tests {
                 ("36", b'W')
             ])
         );
-        let vernier = graft(h, &parental, &acceptor, true);
+        let vernier = graft(h, &parental, &acceptor, Backmutations::VERNIER);
         assert_eq!(vernier[1], ("30".parse().unwrap(), b'T'));
         assert_eq!(
             mutation_list(h, &parental, &straight),

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::chain::{AMINO_ACIDS, ChainType};
 use super::germlines::{Acceptor, Germlines, germline_content};
-use super::grafting::{graft_onto, is_vernier, mutation_list};
+use super::grafting::{Backmutations, graft_onto, is_vernier, is_vhh_hallmark, mutation_list};
 use super::humanness::{
     ChainOasis, HumanPeptides, OasisIdentity, OasisScore, PeptideError, PercentileTable,
     oasis_percentile, oasis_score, pooled_oasis_identity,
@@ -110,6 +110,9 @@ pub struct SapiensOptions {
     /// prefers most strongly over the parental residue are kept (`None`: no budget).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_mutations: Option<u16>,
+    /// Keep the parental residue at the VHH hallmark positions (Kabat H37, H44, H45, H47;
+    /// AbNumber's `backmutate_vhh_hallmark`), in the graft and after each Sapiens pass.
+    pub backmutate_vhh_hallmark: bool,
 }
 
 impl Default for SapiensOptions {
@@ -119,8 +122,29 @@ impl Default for SapiensOptions {
             humanize_cdrs: false,
             backmutate_vernier: false,
             max_mutations: None,
+            backmutate_vhh_hallmark: false,
         }
     }
+}
+
+/// The options a design ran with, as its result (and a job's `inputs`) report them: exactly the
+/// options its strategy takes, each with the value used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct DesignOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub humanize_cdrs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backmutate_vernier: Option<bool>,
+    /// Absent when the design has no budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_mutations: Option<u16>,
+    /// Sapiens passes after a graft (0: the graft alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sapiens_iterations: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backmutate_vhh_hallmark: Option<bool>,
 }
 
 /// The most Sapiens passes a design may ask for.
@@ -144,7 +168,17 @@ impl From<Strategy> for StrategySpec {
                 backmutate_vernier: true,
                 ..SapiensOptions::default()
             },
-            _ => SapiensOptions::default(),
+            // A graft runs no Sapiens pass unless `sapiens_iterations` asks for some.
+            Strategy::CdrGrafting => SapiensOptions {
+                iterations: 0,
+                ..SapiensOptions::default()
+            },
+            Strategy::CdrGraftingVernier => SapiensOptions {
+                iterations: 0,
+                backmutate_vernier: true,
+                ..SapiensOptions::default()
+            },
+            Strategy::Sapiens => SapiensOptions::default(),
         };
         StrategySpec { strategy, sapiens }
     }
@@ -159,9 +193,16 @@ impl StrategySpec {
                 "humanize_cdrs",
                 "backmutate_vernier",
                 "max_mutations",
+                "backmutate_vhh_hallmark",
             ],
-            Strategy::CdrGraftingSapiens => &["iterations", "backmutate_vernier"],
-            Strategy::CdrGrafting | Strategy::CdrGraftingVernier => &[],
+            Strategy::CdrGraftingSapiens => &[
+                "iterations",
+                "backmutate_vernier",
+                "backmutate_vhh_hallmark",
+            ],
+            Strategy::CdrGrafting | Strategy::CdrGraftingVernier => {
+                &["sapiens_iterations", "backmutate_vhh_hallmark"]
+            }
         }
     }
 
@@ -176,14 +217,10 @@ impl StrategySpec {
         let mut seen: Vec<&str> = Vec::new();
         for (name, value) in options {
             if !known.contains(&name) {
-                return Err(if known.is_empty() {
-                    format!("strategy {strategy} takes no options, not {name:?}")
-                } else {
-                    format!(
-                        "unknown option {name:?} for strategy {strategy}; known: {}",
-                        known.join(", ")
-                    )
-                });
+                return Err(format!(
+                    "unknown option {name:?} for strategy {strategy}; known: {}",
+                    known.join(", ")
+                ));
             }
             if seen.contains(&name) {
                 return Err(format!(
@@ -200,6 +237,14 @@ impl StrategySpec {
                         format!("option iterations of strategy {strategy} must be a whole number from 1 to {MAX_SAPIENS_ITERATIONS}")
                     })? as u8;
                 }
+                "sapiens_iterations" => {
+                    let n = value
+                        .integer()
+                        .filter(|n| (0..=MAX_SAPIENS_ITERATIONS as i64).contains(n));
+                    spec.sapiens.iterations = n.ok_or_else(|| {
+                        format!("option sapiens_iterations of strategy {strategy} must be a whole number from 0 to {MAX_SAPIENS_ITERATIONS}")
+                    })? as u8;
+                }
                 "max_mutations" => {
                     let n = value
                         .integer()
@@ -208,14 +253,14 @@ impl StrategySpec {
                         format!("option max_mutations of strategy {strategy} must be a whole number from 0 to {MAX_MUTATION_BUDGET}")
                     })? as u16);
                 }
-                "humanize_cdrs" | "backmutate_vernier" => {
+                "humanize_cdrs" | "backmutate_vernier" | "backmutate_vhh_hallmark" => {
                     let flag = value.boolean().ok_or_else(|| {
                         format!("option {name} of strategy {strategy} must be true or false")
                     })?;
-                    if name == "humanize_cdrs" {
-                        spec.sapiens.humanize_cdrs = flag;
-                    } else {
-                        spec.sapiens.backmutate_vernier = flag;
+                    match name {
+                        "humanize_cdrs" => spec.sapiens.humanize_cdrs = flag,
+                        "backmutate_vernier" => spec.sapiens.backmutate_vernier = flag,
+                        _ => spec.sapiens.backmutate_vhh_hallmark = flag,
                     }
                 }
                 _ => unreachable!("option names are checked above"),
@@ -244,13 +289,21 @@ impl StrategySpec {
         StrategySpec::with_options(strategy, pairs)
     }
 
-    /// The options as a result reports them: `None` for a strategy without options.
-    pub fn reported_options(&self) -> Option<SapiensOptions> {
-        matches!(
-            self.strategy,
-            Strategy::Sapiens | Strategy::CdrGraftingSapiens
-        )
-        .then_some(self.sapiens)
+    /// The options as a result reports them: those the strategy takes, with their values.
+    pub fn options(&self) -> DesignOptions {
+        let o = self.sapiens;
+        let mut options = DesignOptions::default();
+        for &name in StrategySpec::option_names(self.strategy) {
+            match name {
+                "iterations" => options.iterations = Some(o.iterations),
+                "humanize_cdrs" => options.humanize_cdrs = Some(o.humanize_cdrs),
+                "backmutate_vernier" => options.backmutate_vernier = Some(o.backmutate_vernier),
+                "max_mutations" => options.max_mutations = o.max_mutations,
+                "sapiens_iterations" => options.sapiens_iterations = Some(o.iterations),
+                _ => options.backmutate_vhh_hallmark = Some(o.backmutate_vhh_hallmark),
+            }
+        }
+        options
     }
 }
 
@@ -387,9 +440,8 @@ pub struct AntibodyReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StrategyResult {
     pub strategy: Strategy,
-    /// The options the design ran with (Sapiens only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub options: Option<SapiensOptions>,
+    /// The options the design ran with.
+    pub options: DesignOptions,
     pub humanized_vh: String,
     pub humanized_vl: Option<String>,
     pub mutations: PerChain<usize>,
@@ -503,20 +555,32 @@ impl<'a> Humanizer<'a> {
         let spec = spec.into();
         let strategy = spec.strategy;
         let (parental_vh, parental_vl) = &variant.facts;
-        let humanize_chain = |chain: &NumberedChain,
-                              parental: &ChainFacts|
-         -> Result<ChainFacts, EngineError> {
-            match strategy {
-                Strategy::CdrGrafting => graft_chain(chain, &parental.acceptor, false),
-                Strategy::CdrGraftingVernier => graft_chain(chain, &parental.acceptor, true),
-                Strategy::Sapiens => sapiens_chain(chain, spec.sapiens),
-                Strategy::CdrGraftingSapiens => {
-                    let graft =
-                        graft_chain(chain, &parental.acceptor, spec.sapiens.backmutate_vernier)?;
-                    sapiens_on(chain.chain_type, &graft.kabat, spec.sapiens)
+        let humanize_chain =
+            |chain: &NumberedChain, parental: &ChainFacts| -> Result<ChainFacts, EngineError> {
+                let options = spec.sapiens;
+                let hallmark = options.backmutate_vhh_hallmark;
+                if strategy == Strategy::Sapiens {
+                    return sapiens_chain(chain, options);
                 }
-            }
-        };
+                // Every graft keeps the Vernier zone as its strategy says; Sapiens passes on it
+                // (BioPhi's `sapiens_iterations`) keep the same positions.
+                let vernier = match strategy {
+                    Strategy::CdrGrafting => false,
+                    Strategy::CdrGraftingVernier => true,
+                    _ => options.backmutate_vernier,
+                };
+                let graft = graft_chain(chain, &parental.acceptor, vernier, hallmark)?;
+                if options.iterations == 0 {
+                    return Ok(graft);
+                }
+                let passes = SapiensOptions {
+                    backmutate_vernier: vernier,
+                    humanize_cdrs: false,
+                    max_mutations: None,
+                    ..options
+                };
+                sapiens_on(chain.chain_type, &graft.kabat, passes)
+            };
         let vh = humanize_chain(&variant.vh, parental_vh)?;
         let vl = variant
             .vl
@@ -535,7 +599,7 @@ impl<'a> Humanizer<'a> {
             .map(|(p, h)| mutations_of(p, h));
         Ok(StrategyResult {
             strategy,
-            options: spec.reported_options(),
+            options: spec.options(),
             humanized_vh: text(&vh.residues),
             humanized_vl: vl.as_ref().map(|c| text(&c.residues)),
             mutations: PerChain {
@@ -705,7 +769,8 @@ fn sapiens_on(
             .zip(&probabilities)
             .map(|(&(position, residue), row)| {
                 let keep = (!options.humanize_cdrs && is_kabat_cdr(chain_type, position))
-                    || (options.backmutate_vernier && is_vernier(chain_type, position));
+                    || (options.backmutate_vernier && is_vernier(chain_type, position))
+                    || (options.backmutate_vhh_hallmark && is_vhh_hallmark(chain_type, position));
                 if keep {
                     return (position, residue);
                 }
@@ -774,8 +839,10 @@ fn graft_chain(
     parental: &NumberedChain,
     acceptor: &Acceptor,
     vernier: bool,
+    hallmark: bool,
 ) -> Result<ChainFacts, EngineError> {
-    let graft = graft_onto(parental, acceptor.clone(), vernier).map_err(|e| {
+    let back = Backmutations { vernier, hallmark };
+    let graft = graft_onto(parental, acceptor.clone(), back).map_err(|e| {
         EngineError(format!(
             "the germline {}+{} could not be numbered: {e}",
             acceptor.v_gene, acceptor.j_gene

@@ -9,4 +9,5 @@ pub mod humanness;
 pub mod liabilities;
 pub mod numbering;
 pub mod sapiens;
+pub mod scfv;
 pub mod sequence;

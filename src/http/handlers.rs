@@ -329,8 +329,13 @@ async fn list_page<T: Send + 'static>(
 #[serde(deny_unknown_fields)]
 struct CreateVariantBody {
     name: String,
-    vh: String,
-    vl: String,
+    #[serde(default)]
+    vh: Option<String>,
+    /// `null` or absent: a single-domain antibody.
+    #[serde(default)]
+    vl: Option<String>,
+    #[serde(default)]
+    scfv: Option<String>,
 }
 
 async fn create_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
@@ -343,6 +348,7 @@ async fn create_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiEr
             name: body.name,
             vh: body.vh,
             vl: body.vl,
+            scfv: body.scfv,
         },
         idem,
         |row| {

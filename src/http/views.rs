@@ -48,6 +48,7 @@ pub fn variant(v: &VariantRow) -> Value {
         "vh": v.vh,
         "vl": v.vl,
         "vl_chain_type": v.vl_chain_type,
+        "scfv": parsed(v.scfv.as_deref()),
         "created_at": v.created_at,
     })
 }

@@ -419,7 +419,7 @@ impl Runner {
         // Stage `numbering` was set when the job was claimed.
         let (variant, parental) = Self::blocking(token, move || {
             let variant =
-                Variant::new(&snapshot.vh, Some(&snapshot.vl)).map_err(|e| Stop::Failed {
+                Variant::new(&snapshot.vh, snapshot.vl.as_deref()).map_err(|e| Stop::Failed {
                     code: "invalid_sequence",
                     detail: e.to_string(),
                 })?;

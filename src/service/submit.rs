@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::chain::ChainType;
 use crate::engine::humanize::{OptionValue, Strategy, StrategySpec, Variant};
+use crate::engine::scfv::split_scfv;
 use crate::engine::sequence::clean;
 use crate::store::accounts;
 use crate::store::db::{Db, StoreError, format_timestamp, new_id, now};
@@ -77,11 +78,64 @@ fn check_key(
     }
 }
 
+/// A variant to register: `vh` (with `vl`, or without for a single-domain antibody), or one
+/// `scfv` sequence to split.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewVariant {
     pub name: String,
+    pub vh: Option<String>,
+    pub vl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scfv: Option<String>,
+}
+
+/// A variant's chains as stored: cleaned VH, VL and its type (`None` for a single domain), and
+/// the scFv split as JSON when it came from one.
+pub struct CheckedChains {
     pub vh: String,
-    pub vl: String,
+    pub vl: Option<String>,
+    pub vl_chain_type: Option<&'static str>,
+    pub scfv: Option<String>,
+}
+
+/// Checks the chains of a variant to register: the combination of fields, then the engine's
+/// validation of each chain (or the split of the scFv).
+pub fn check_variant(request: &NewVariant) -> Result<CheckedChains, ServiceError> {
+    match (&request.vh, &request.vl, &request.scfv) {
+        (_, _, Some(_)) if request.vh.is_some() || request.vl.is_some() => {
+            Err(ServiceError::InvalidRequest(
+                "give either scfv, or vh (with vl for a paired antibody), not both".into(),
+            ))
+        }
+        (_, _, Some(scfv)) => {
+            let split = split_scfv(scfv)
+                .map_err(|e| ServiceError::InvalidSequence(format!("scFv: {e}")))?;
+            let (vh, vl, vl_chain_type) = validate_chains(&split.vh, Some(&split.vl))?;
+            Ok(CheckedChains {
+                vh,
+                vl,
+                vl_chain_type,
+                // Strings and numbers only: encoding cannot fail.
+                scfv: serde_json::to_string(&split).ok(),
+            })
+        }
+        (None, Some(_), None) => Err(ServiceError::InvalidRequest(
+            "vh: required; a variant needs a heavy chain (or give scfv)".into(),
+        )),
+        (None, None, None) => Err(ServiceError::InvalidRequest(
+            "vh: required (vh and vl for a paired antibody, vh alone for a single domain, or scfv)"
+                .into(),
+        )),
+        (Some(vh), vl, None) => {
+            let (vh, vl, vl_chain_type) = validate_chains(vh, vl.as_deref())?;
+            Ok(CheckedChains {
+                vh,
+                vl,
+                vl_chain_type,
+                scfv: None,
+            })
+        }
+    }
 }
 
 /// Validates and registers a variant. `render` turns the stored row into the response kept
@@ -222,17 +276,15 @@ fn check_import(org_id: &str, content: &str) -> Result<Vec<ImportedRecord>, Serv
             let outcome = (|| {
                 let name = checked_name(&record.name).map_err(ServiceError::InvalidRequest)?;
                 let (vh, vl) = record.chains.map_err(ServiceError::InvalidRequest)?;
-                let vl = vl.ok_or_else(|| {
-                    ServiceError::InvalidSequence("VL: missing; a variant needs both chains".into())
-                })?;
-                let (vh, vl, vl_type) = validate_chains(&vh, &vl)?;
+                let (vh, vl, vl_type) = validate_chains(&vh, vl.as_deref())?;
                 Ok(VariantRow {
                     id: new_id(),
                     org_id: org_id.to_string(),
                     name,
                     vh,
                     vl,
-                    vl_chain_type: vl_type.to_string(),
+                    vl_chain_type: vl_type.map(str::to_string),
+                    scfv: None,
                     created_at: now(),
                 })
             })();
@@ -262,17 +314,17 @@ async fn register_variant(
 ) -> Result<StoredResponse, ServiceError> {
     let name = checked_name(&request.name).map_err(ServiceError::InvalidRequest)?;
     // Numbering is CPU work: keep it off the async threads.
-    let (vh, vl, vl_type) =
-        tokio::task::spawn_blocking(move || validate_chains(&request.vh, &request.vl))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+    let chains = tokio::task::spawn_blocking(move || check_variant(&request))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
     let row = VariantRow {
         id: new_id(),
         org_id,
         name,
-        vh,
-        vl,
-        vl_chain_type: vl_type.to_string(),
+        vh: chains.vh,
+        vl: chains.vl,
+        vl_chain_type: chains.vl_chain_type.map(str::to_string),
+        scfv: chains.scfv,
         created_at: now(),
     };
     db.write_async(move |tx| {
@@ -286,22 +338,24 @@ async fn register_variant(
     .await
 }
 
-/// The cleaned chains (upper case, no whitespace) and the light chain's type, or the engine's
-/// reason naming the chain (`VH: ...`).
-pub fn validate_chains(vh: &str, vl: &str) -> Result<(String, String, &'static str), ServiceError> {
-    let variant =
-        Variant::new(vh, Some(vl)).map_err(|e| ServiceError::InvalidSequence(e.to_string()))?;
-    let light = match variant.vl.as_ref().map(|c| c.chain_type) {
-        Some(ChainType::L) => "lambda",
+/// The cleaned chains (upper case, no whitespace) and the light chain's type (`None` without a
+/// light chain), or the engine's reason naming the chain (`VH: ...`).
+pub fn validate_chains(
+    vh: &str,
+    vl: Option<&str>,
+) -> Result<(String, Option<String>, Option<&'static str>), ServiceError> {
+    let variant = Variant::new(vh, vl).map_err(|e| ServiceError::InvalidSequence(e.to_string()))?;
+    let light = variant.vl.as_ref().map(|c| match c.chain_type {
+        ChainType::L => "lambda",
         _ => "kappa",
-    };
+    });
     // Variant::new has cleaned both already, so these cannot fail here.
     let text = |raw: &str| {
         clean(raw)
             .map(|r| r.into_iter().map(char::from).collect::<String>())
             .map_err(|e| ServiceError::InvalidSequence(e.to_string()))
     };
-    Ok((text(vh)?, text(vl)?, light))
+    Ok((text(vh)?, vl.map(text).transpose()?, light))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -319,7 +373,9 @@ pub struct HumanizationSnapshot {
     pub variant_id: String,
     pub name: String,
     pub vh: String,
-    pub vl: String,
+    /// `None` for a single-domain antibody.
+    #[serde(default)]
+    pub vl: Option<String>,
     /// The designs asked for (`design_json` objects); absent: the server's configured ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategies: Option<Vec<serde_json::Value>>,
@@ -376,20 +432,9 @@ pub fn parse_designs(entries: &[serde_json::Value]) -> Result<Vec<StrategySpec>,
 pub fn design_json(spec: &StrategySpec) -> serde_json::Value {
     let mut object = serde_json::Map::new();
     object.insert("name".into(), spec.strategy.name().into());
-    let options = spec.sapiens;
     // Exactly the options this strategy takes, so the runner reads back what was accepted.
-    for &name in StrategySpec::option_names(spec.strategy) {
-        let value = match name {
-            "iterations" => options.iterations.into(),
-            "humanize_cdrs" => options.humanize_cdrs.into(),
-            "backmutate_vernier" => options.backmutate_vernier.into(),
-            "max_mutations" => match options.max_mutations {
-                Some(budget) => budget.into(),
-                None => continue,
-            },
-            _ => continue,
-        };
-        object.insert(name.into(), value);
+    if let Ok(serde_json::Value::Object(options)) = serde_json::to_value(spec.options()) {
+        object.extend(options);
     }
     serde_json::Value::Object(object)
 }

@@ -15,7 +15,30 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 /// The schema every table lives in; bump [`SCHEMA_VERSION`] with any change to it.
 pub const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The steps from each earlier schema version to the next: `(from, SQL)`. SQLite cannot relax
+/// a `NOT NULL`, so a changed table is rebuilt and its rows copied.
+const UPGRADES: &[(i64, &str)] = &[(
+    1,
+    // Version 2: single-domain variants (`vl` NULL) and the scFv split.
+    "CREATE TABLE variants_v2 (
+         id            TEXT PRIMARY KEY,
+         org_id        TEXT NOT NULL REFERENCES organizations(id),
+         name          TEXT NOT NULL,
+         vh            TEXT NOT NULL,
+         vl            TEXT,
+         vl_chain_type TEXT CHECK (vl_chain_type IN ('kappa', 'lambda')),
+         scfv          TEXT,
+         created_at    TEXT NOT NULL,
+         CHECK ((vl IS NULL) = (vl_chain_type IS NULL))
+     );
+     INSERT INTO variants_v2 (id, org_id, name, vh, vl, vl_chain_type, created_at)
+         SELECT id, org_id, name, vh, vl, vl_chain_type, created_at FROM variants;
+     DROP TABLE variants;
+     ALTER TABLE variants_v2 RENAME TO variants;
+     CREATE INDEX variants_org ON variants(org_id, id);",
+)];
 
 /// How long a connection waits on a lock before giving up. Set before WAL is switched on: the
 /// switch itself takes a lock that another process (the admin CLI) may hold.
@@ -172,8 +195,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Another process may have migrated while this one waited for the lock.
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < SCHEMA_VERSION {
+    if version == 0 {
         tx.execute_batch(SCHEMA)?;
+    } else {
+        for &(_, step) in UPGRADES.iter().filter(|(from, _)| *from >= version) {
+            tx.execute_batch(step)?;
+        }
+    }
+    if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;

@@ -9,8 +9,11 @@ pub struct VariantRow {
     pub org_id: String,
     pub name: String,
     pub vh: String,
-    pub vl: String,
-    pub vl_chain_type: String,
+    /// `None` for a single-domain antibody.
+    pub vl: Option<String>,
+    pub vl_chain_type: Option<String>,
+    /// The split of a variant registered from one scFv sequence, as JSON.
+    pub scfv: Option<String>,
     pub created_at: String,
 }
 
@@ -22,17 +25,18 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<VariantRow> {
         vh: r.get(3)?,
         vl: r.get(4)?,
         vl_chain_type: r.get(5)?,
-        created_at: r.get(6)?,
+        scfv: r.get(6)?,
+        created_at: r.get(7)?,
     })
 }
 
-const COLUMNS: &str = "id, org_id, name, vh, vl, vl_chain_type, created_at";
+const COLUMNS: &str = "id, org_id, name, vh, vl, vl_chain_type, scfv, created_at";
 
 pub fn insert(tx: &Transaction, v: &VariantRow) -> rusqlite::Result<()> {
     exec(
         tx,
-        "INSERT INTO variants (id, org_id, name, vh, vl, vl_chain_type, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO variants (id, org_id, name, vh, vl, vl_chain_type, scfv, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             v.id,
             v.org_id,
@@ -40,6 +44,7 @@ pub fn insert(tx: &Transaction, v: &VariantRow) -> rusqlite::Result<()> {
             v.vh,
             v.vl,
             v.vl_chain_type,
+            v.scfv,
             v.created_at
         ],
     )?;
