@@ -9,8 +9,9 @@ use veneer::cli::humanize::Format;
 use veneer::engine::humanize::{Humanizer, Strategy, StrategySpec};
 use veneer::engine::humanness::{HumanPeptides, OasisSet};
 use veneer::engine::numbering::Scheme;
+use veneer::engine::oasis_rules::OasisThreshold;
 use veneer::input::{AntibodyRecord, ChainRecord, read_antibodies, read_chains};
-use veneer::store::oasis_db::{OasisDb, OasisThreshold};
+use veneer::store::oasis_db::OasisDb;
 
 #[derive(Parser)]
 #[command(

@@ -79,3 +79,67 @@ fn grafts_match_abnumber_on_at_least_95_percent_of_chains() {
         assert!(share >= 0.95, "{strategy} parity {share:.3} < 0.95");
     }
 }
+
+/// Nanobodies: AbNumber's `graft_cdrs_onto(germline, backmutate_vernier, backmutate_vhh_hallmark)`
+/// on 40 germline-derived alpaca VHH chains (`tools/oracle/make_vhh_multidomain.py`), every
+/// combination of the two back-mutations. 16 of the chains come from true-VHH germlines
+/// (IGHV3-3, IGHV3S53), whose hallmarks differ from the human acceptor's, so the hallmark
+/// option changes their answer; every chain must equal AbNumber's in all four.
+#[test]
+fn nanobody_grafts_match_abnumber_with_and_without_hallmark_backmutation() {
+    let entries = oracle::jsonl("abnumber_vhh_grafts.jsonl");
+    assert_eq!(entries.len(), 40);
+    let changed_by_hallmarks = entries
+        .iter()
+        .filter(|e| e["straight"] != e["straight_hallmark"])
+        .count();
+    assert!(changed_by_hallmarks >= 10, "{changed_by_hallmarks}");
+    let mut differing = Vec::new();
+    for entry in &entries {
+        let name = entry["name"].as_str().expect("name");
+        let residues = clean(entry["sequence"].as_str().expect("sequence")).expect("residues");
+        let chain = number(&residues).expect("numbered");
+        for (field, vernier, hallmark) in [
+            ("straight", false, false),
+            ("straight_hallmark", false, true),
+            ("vernier", true, false),
+            ("vernier_hallmark", true, true),
+        ] {
+            let graft = graft_onto_human_germline(&chain, Backmutations { vernier, hallmark })
+                .expect("grafted");
+            assert_eq!(
+                Some(graft.acceptor.v_gene),
+                entry["v_gene"].as_str(),
+                "{name}"
+            );
+            assert_eq!(
+                Some(graft.acceptor.j_gene),
+                entry["j_gene"].as_str(),
+                "{name}"
+            );
+            if Some(graft.sequence().as_str()) != entry[field].as_str() {
+                differing.push(format!("{name} {field}"));
+            }
+        }
+        // The hallmark option keeps the parental residue at Kabat H37/H44/H45/H47.
+        let graft = graft_onto_human_germline(
+            &chain,
+            Backmutations {
+                vernier: false,
+                hallmark: true,
+            },
+        )
+        .expect("grafted");
+        let hallmarks = entry["hallmarks"].as_object().expect("hallmarks");
+        assert_eq!(hallmarks.len(), 4, "{name}");
+        for (label, residue) in hallmarks {
+            let at = graft
+                .kabat
+                .iter()
+                .find(|(p, _)| p.label(chain.chain_type) == *label);
+            let kept = at.map(|&(_, r)| (r as char).to_string());
+            assert_eq!(kept.as_deref(), residue.as_str(), "{name} {label}");
+        }
+    }
+    assert!(differing.is_empty(), "differ from AbNumber: {differing:#?}");
+}

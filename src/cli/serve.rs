@@ -12,13 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::humanize::Strategy;
 use crate::engine::humanness::{HumanPeptides, OasisSet};
+use crate::engine::oasis_rules::OasisThreshold;
 use crate::http::limits::{Rate, RateLimiter};
 use crate::http::{self, App, Config};
 use crate::runner::{Runner, RunnerConfig};
 use crate::service::keys;
 use crate::store::accounts::{self, Bucket};
 use crate::store::db::{Db, StoreError};
-use crate::store::oasis_db::{OasisDb, OasisThreshold};
+use crate::store::oasis_db::OasisDb;
 use crate::store::requests;
 
 #[derive(Debug, Args)]

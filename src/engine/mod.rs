@@ -8,6 +8,7 @@ pub mod humanize;
 pub mod humanness;
 pub mod liabilities;
 pub mod numbering;
+pub mod oasis_rules;
 pub mod sapiens;
 pub mod scfv;
 pub mod sequence;

@@ -2,109 +2,22 @@
 //! read-only, for labs that hold it and want a threshold other than the embedded
 //! 10 % set's.
 //!
-//! The counting is BioPhi's (`biophi/humanization/methods/humanness.py`,
-//! `get_chain_oasis_peptides`, `get_oas_hits`, `PeptideHumanness.is_human`):
-//!
-//! - a heavy chain is judged against heavy-chain subjects, kappa and lambda against
-//!   light-chain subjects (`"Heavy" if chain.is_heavy_chain() else "Light"`);
-//! - only subjects with at least 10,000 complete chains of that type count, in the
-//!   denominator (`SELECT COUNT(*) FROM subjects WHERE Complete{chain}Seqs >= 10000`)
-//!   and among the hits;
-//! - hits from the Corcoran_2016 study are dropped (`subjects.StudyPath <>
-//!   'Corcoran_2016'`, which in SQL also drops subjects whose StudyPath is NULL), but
-//!   its subjects stay in the denominator, which does not filter on the study;
-//! - the number of subjects is the number of `peptides` rows that survive the filters
-//!   (`len(oas_hits)`), and a peptide is human when that number divided by the
-//!   denominator is `>=` the threshold fraction.
+//! The counting rules (which subjects and hits count, the threshold comparison) are BioPhi's
+//! and live in `engine::oasis_rules`; this module runs the queries they describe.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OpenFlags};
 
 use crate::engine::chain::ChainType;
 use crate::engine::humanness::{HumanPeptides, PeptideError};
-
-/// BioPhi's named thresholds (`OASIS_MIN_SUBJECTS_THRESHOLDS`): the fraction of
-/// subjects a peptide must occur in to be human.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OasisThreshold {
-    /// 1 % of subjects.
-    Loose,
-    /// 10 % of subjects: BioPhi's default, and the embedded set's.
-    Relaxed,
-    /// 50 % of subjects.
-    Medium,
-    /// 90 % of subjects.
-    Strict,
-}
-
-impl OasisThreshold {
-    pub const ALL: [OasisThreshold; 4] = [
-        OasisThreshold::Loose,
-        OasisThreshold::Relaxed,
-        OasisThreshold::Medium,
-        OasisThreshold::Strict,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OasisThreshold::Loose => "loose",
-            OasisThreshold::Relaxed => "relaxed",
-            OasisThreshold::Medium => "medium",
-            OasisThreshold::Strict => "strict",
-        }
-    }
-
-    /// The minimum fraction as a whole percentage, for messages.
-    pub fn percent(self) -> u32 {
-        match self {
-            OasisThreshold::Loose => 1,
-            OasisThreshold::Relaxed => 10,
-            OasisThreshold::Medium => 50,
-            OasisThreshold::Strict => 90,
-        }
-    }
-
-    /// The minimum fraction of subjects, exactly BioPhi's literals so the `>=`
-    /// comparison agrees with it at the boundary (e.g. 1 of 10 subjects is relaxed).
-    pub fn min_fraction_subjects(self) -> f64 {
-        match self {
-            OasisThreshold::Loose => 0.01,
-            OasisThreshold::Relaxed => 0.1,
-            OasisThreshold::Medium => 0.5,
-            OasisThreshold::Strict => 0.9,
-        }
-    }
-}
-
-impl fmt::Display for OasisThreshold {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for OasisThreshold {
-    type Err = OasisDbError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        OasisThreshold::ALL
-            .into_iter()
-            .find(|t| t.name() == name)
-            .ok_or_else(|| OasisDbError::UnknownThreshold(name.to_string()))
-    }
-}
+use crate::engine::oasis_rules::{EXCLUDED_STUDY, MIN_COMPLETE_CHAINS, OasisThreshold, is_human};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OasisDbError {
-    #[error(
-        "unknown OASis threshold {0:?}: use loose (1 %), relaxed (10 %), medium (50 %) \
-         or strict (90 %)"
-    )]
-    UnknownThreshold(String),
     #[error("the OASis database {0} is compressed: unzip it first (gunzip)")]
     Compressed(PathBuf),
     #[error("cannot open the OASis database {path}: {source}")]
@@ -131,18 +44,22 @@ pub enum OasisDbError {
     },
 }
 
-/// BioPhi's `get_oas_hits` for one peptide, counted. The LEFT JOIN with conditions on
-/// `subjects` drops peptide rows without a subject, as BioPhi's query does.
-const HEAVY_HITS: &str = "SELECT COUNT(*) FROM peptides \
-     LEFT JOIN subjects ON peptides.subject = subjects.id \
-     WHERE peptides.peptide = ?1 AND subjects.StudyPath <> 'Corcoran_2016' \
-     AND subjects.CompleteHeavySeqs >= 10000";
-const LIGHT_HITS: &str = "SELECT COUNT(*) FROM peptides \
-     LEFT JOIN subjects ON peptides.subject = subjects.id \
-     WHERE peptides.peptide = ?1 AND subjects.StudyPath <> 'Corcoran_2016' \
-     AND subjects.CompleteLightSeqs >= 10000";
-const HEAVY_SUBJECTS: &str = "SELECT COUNT(*) FROM subjects WHERE CompleteHeavySeqs >= 10000";
-const LIGHT_SUBJECTS: &str = "SELECT COUNT(*) FROM subjects WHERE CompleteLightSeqs >= 10000";
+/// BioPhi's `get_oas_hits` for one peptide, counted, for `Heavy` or `Light` chains. The LEFT
+/// JOIN with conditions on `subjects` drops peptide rows without a subject, as BioPhi's
+/// query does.
+fn hits_sql(chains: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM peptides \
+         LEFT JOIN subjects ON peptides.subject = subjects.id \
+         WHERE peptides.peptide = ?1 AND subjects.StudyPath <> '{EXCLUDED_STUDY}' \
+         AND subjects.Complete{chains}Seqs >= {MIN_COMPLETE_CHAINS}"
+    )
+}
+
+/// The denominator: subjects with enough complete `Heavy` or `Light` chains.
+fn subjects_sql(chains: &str) -> String {
+    format!("SELECT COUNT(*) FROM subjects WHERE Complete{chains}Seqs >= {MIN_COMPLETE_CHAINS}")
+}
 
 /// The full OASis database at one threshold.
 pub struct OasisDb {
@@ -152,6 +69,8 @@ pub struct OasisDb {
     heavy_subjects: u64,
     light_subjects: u64,
     connection: Mutex<Connection>,
+    /// The hit queries, `[light, heavy]`.
+    hits_sql: [String; 2],
     /// Answers so far, `[light, heavy]`: the engine asks about the same chain's 9-mers
     /// once per strategy, and a query on the 22 GB file costs far more than a lookup.
     cache: Mutex<[HashMap<Vec<u8>, bool>; 2]>,
@@ -188,15 +107,16 @@ impl OasisDb {
                 .map(|n| n.max(0) as u64)
                 .map_err(schema_error)
         };
-        let heavy_subjects = count(HEAVY_SUBJECTS)?;
-        let light_subjects = count(LIGHT_SUBJECTS)?;
+        let heavy_subjects = count(&subjects_sql("Heavy"))?;
+        let light_subjects = count(&subjects_sql("Light"))?;
         for (subjects, chains) in [(heavy_subjects, "heavy"), (light_subjects, "light")] {
             if subjects == 0 {
                 // BioPhi's fraction would be None and every peptide NaN.
                 return Err(OasisDbError::NoSubjects { path, chains });
             }
         }
-        for sql in [HEAVY_HITS, LIGHT_HITS] {
+        let hits_sql = [hits_sql("Light"), hits_sql("Heavy")];
+        for sql in &hits_sql {
             connection.prepare_cached(sql).map_err(schema_error)?;
         }
         Ok(OasisDb {
@@ -205,6 +125,7 @@ impl OasisDb {
             heavy_subjects,
             light_subjects,
             connection: Mutex::new(connection),
+            hits_sql,
             cache: Mutex::new([HashMap::new(), HashMap::new()]),
         })
     }
@@ -232,11 +153,7 @@ impl OasisDb {
         let Ok(peptide) = std::str::from_utf8(peptide) else {
             return Ok(0);
         };
-        let sql = if chain.is_heavy() {
-            HEAVY_HITS
-        } else {
-            LIGHT_HITS
-        };
+        let sql = &self.hits_sql[usize::from(chain.is_heavy())];
         let connection = lock(&self.connection);
         let mut statement = connection.prepare_cached(sql).map_err(query_error)?;
         let hits = statement
@@ -245,15 +162,10 @@ impl OasisDb {
         Ok(hits.max(0) as u64)
     }
 
-    /// The first query error since the last call, if any: `is_human` answers `false`
-    /// when the database fails, so a caller that must not silently under-count checks
-    /// this after scoring.
-    /// BioPhi's `PeptideHumanness.is_human`: `fraction_oas_subjects >=
-    /// min_fraction_subjects`, the fraction computed in f64 as Python does.
+    /// Whether `peptide` is human at this database's threshold.
     fn query_is_human(&self, peptide: &[u8], chain: ChainType) -> Result<bool, OasisDbError> {
         let hits = self.count_subjects(peptide, chain)?;
-        let fraction = hits as f64 / self.num_subjects(chain) as f64;
-        Ok(fraction >= self.threshold.min_fraction_subjects())
+        Ok(is_human(hits, self.num_subjects(chain), self.threshold))
     }
 }
 
@@ -480,21 +392,6 @@ mod tests {
             .execute_batch("ALTER TABLE moved RENAME TO peptides")
             .expect("rename back");
         assert_eq!(oasis.is_human(b"AAAAAAAAA", ChainType::H), Ok(true));
-    }
-
-    #[test]
-    fn threshold_names_parse() {
-        for threshold in OasisThreshold::ALL {
-            assert_eq!(
-                threshold.name().parse::<OasisThreshold>().ok(),
-                Some(threshold)
-            );
-        }
-        assert!(matches!(
-            "lenient".parse::<OasisThreshold>(),
-            Err(OasisDbError::UnknownThreshold(_))
-        ));
-        assert_eq!(Relaxed.min_fraction_subjects(), 0.1);
     }
 
     #[test]
