@@ -146,7 +146,7 @@ pub fn fasta(antibodies: &[Antibody]) -> String {
 }
 
 /// The overview's columns, one row per design (CSV and the XLSX overview sheet).
-pub const COLUMNS: [&str; 24] = [
+pub const COLUMNS: [&str; 32] = [
     "antibody",
     "job_id",
     "design",
@@ -162,8 +162,14 @@ pub const COLUMNS: [&str; 24] = [
     "oasis_identity",
     "oasis_score_mean",
     "oasis_score_median",
+    "oasis_percentile",
+    "oasis_non_human_peptides",
     "germline_content_vh",
     "germline_content_vl",
+    "germline_content",
+    "sapiens_score_vh",
+    "sapiens_score_vl",
+    "sapiens_score",
     "germline_vh_v",
     "germline_vh_j",
     "germline_vl_v",
@@ -171,6 +177,8 @@ pub const COLUMNS: [&str; 24] = [
     "liabilities",
     "mutation_list",
     "vernier_mutations",
+    "interface_mutations",
+    "liability_hints",
 ];
 
 /// A cell: text, a number, or nothing.
@@ -220,6 +228,42 @@ fn labels_text(map: &Value, prefix: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Hints as `deamidation:L50 NT -> L50A 0.2508, L50G 0.1587; oxidation:H34 M -> none`.
+fn hints_text(hints: &Value) -> String {
+    hints
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let alternatives: Vec<String> = h["alternatives"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    format!(
+                        "{}{} {}",
+                        a["position"].as_str().unwrap_or_default(),
+                        a["to"].as_str().unwrap_or_default(),
+                        a["probability"]
+                    )
+                })
+                .collect();
+            format!(
+                "{}:{} {} -> {}",
+                h["liability"].as_str().unwrap_or_default(),
+                h["at"].as_str().unwrap_or_default(),
+                h["motif"].as_str().unwrap_or_default(),
+                if alternatives.is_empty() {
+                    "none".to_string()
+                } else {
+                    alternatives.join(", ")
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn overview_rows(antibodies: &[Antibody]) -> Vec<Vec<Cell>> {
     let mut rows = Vec::new();
     for antibody in antibodies {
@@ -251,8 +295,14 @@ fn overview_rows(antibodies: &[Antibody]) -> Vec<Vec<Cell>> {
                 cell(&r["oasis_identity"]["antibody"]),
                 cell(&r["oasis_score"]["mean"]),
                 cell(&r["oasis_score"]["median"]),
+                cell(&r["oasis_percentile"]["antibody"]),
+                cell(&r["oasis_non_human_peptides"]["antibody"]),
                 cell(&r["germline_content"]["vh"]),
                 cell(&r["germline_content"]["vl"]),
+                cell(&r["germline_content"]["antibody"]),
+                cell(&r["sapiens_score"]["vh"]),
+                cell(&r["sapiens_score"]["vl"]),
+                cell(&r["sapiens_score"]["antibody"]),
                 cell(&r["germlines"]["vh"]["v"]),
                 cell(&r["germlines"]["vh"]["j"]),
                 cell(&r["germlines"]["vl"]["v"]),
@@ -260,6 +310,8 @@ fn overview_rows(antibodies: &[Antibody]) -> Vec<Vec<Cell>> {
                 Cell::Text(labels_text(&r["liabilities"], "")),
                 Cell::Text(joined("mutation_list")),
                 Cell::Text(joined("vernier_mutations")),
+                Cell::Text(joined("interface_mutations")),
+                Cell::Text(hints_text(&r["liability_hints"])),
             ]);
         }
     }

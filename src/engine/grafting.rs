@@ -118,6 +118,33 @@ pub fn is_vhh_hallmark(chain_type: ChainType, position: Position) -> bool {
     chain_type.is_heavy() && matches!(position.number, 37 | 44 | 45 | 47)
 }
 
+/// The VH/VL interface positions of a Kabat-numbered chain, in sequence order: the residues
+/// whose side chains pack against the other domain (Chothia, Novotny, Bruccoleri & Karplus
+/// 1985, J Mol Biol 186:651, and the list Vargas-Madrazo & Paz 2003, J Mol Biol 326:801,
+/// give): VL 34, 36, 38, 44, 46, 87, 89, 91, 96, 98 and VH 35, 37, 39, 45, 47, 91, 93, 95,
+/// 100x, 103, where 100x is the last CDR-H3 residue before H101 (whatever its insertion
+/// letter). The framework ones (L36, L38, L44, L46, L87, L98, H37, H39, H45, H47, H91, H103)
+/// are the conserved core of the packing; a mutation there can change how the chains pair.
+pub fn interface_positions(chain_type: ChainType, kabat: &[(Position, u8)]) -> Vec<Position> {
+    let listed = |p: Position| {
+        p.insertion.is_none()
+            && if chain_type.is_heavy() {
+                matches!(p.number, 35 | 37 | 39 | 45 | 47 | 91 | 93 | 95 | 103)
+            } else {
+                matches!(p.number, 34 | 36 | 38 | 44 | 46 | 87 | 89 | 91 | 96 | 98)
+            }
+    };
+    let before_101 = |i: usize| {
+        chain_type.is_heavy()
+            && (95..=100).contains(&kabat[i].0.number)
+            && kabat.get(i + 1).is_some_and(|(next, _)| next.number == 101)
+    };
+    (0..kabat.len())
+        .filter(|&i| listed(kabat[i].0) || before_101(i))
+        .map(|i| kabat[i].0)
+        .collect()
+}
+
 /// Grafts the parental chain's Kabat CDRs onto the acceptor; both Kabat-numbered.
 pub fn graft(
     chain_type: ChainType,
@@ -186,6 +213,33 @@ mod tests {
             assert!(is_vernier(ChainType::K, Position::new(n)), "L{n}");
         }
         assert!(!is_vernier(ChainType::L, Position::new(67)));
+    }
+
+    #[test]
+    fn interface_positions_include_the_residue_before_h101() {
+        // Kabat H3 with insertions 100A-100C: the residue before H101 is H100C.
+        let heavy = chain(&[
+            ("35", b'N'),
+            ("35A", b'Y'),
+            ("37", b'V'),
+            ("95", b'D'),
+            ("100", b'Y'),
+            ("100A", b'A'),
+            ("100C", b'M'),
+            ("101", b'D'),
+            ("103", b'W'),
+        ]);
+        let labels: Vec<String> = interface_positions(ChainType::H, &heavy)
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(labels, ["35", "37", "95", "100C", "103"]);
+        let light = chain(&[("34", b'N'), ("35", b'W'), ("36", b'Y'), ("98", b'F')]);
+        let labels: Vec<String> = interface_positions(ChainType::K, &light)
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(labels, ["34", "36", "98"]);
     }
 
     #[test]

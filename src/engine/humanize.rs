@@ -6,19 +6,23 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
 use super::chain::{AMINO_ACIDS, ChainType};
 use super::germlines::{Acceptor, Germlines, germline_content};
-use super::grafting::{Backmutations, graft_onto, is_vernier, is_vhh_hallmark, mutation_list};
+use super::grafting::{
+    Backmutations, graft_onto, interface_positions, is_vernier, is_vhh_hallmark, mutation_list,
+};
 use super::humanness::{
     ChainOasis, HumanPeptides, OasisIdentity, OasisScore, PeptideError, PercentileTable,
     oasis_percentile, oasis_score, pooled_oasis_identity,
 };
 use super::liabilities::{self, Liabilities};
+use super::mitigation::{self, MitigationHint};
 use super::numbering::{NumberedChain, Position, Scheme, is_kabat_cdr, number, number_as};
-use super::sapiens::SapiensModel;
+use super::sapiens::{SapiensError, SapiensModel};
 use super::sequence::{ChainError, Expected, clean};
 
 /// A humanization strategy; the caller passes the list to run.
@@ -361,6 +365,59 @@ pub struct Variant {
     /// Each chain's numberings and closest human germlines, computed once and shared by the
     /// parental report and every strategy.
     facts: (ChainFacts, Option<ChainFacts>),
+    /// Sapiens probabilities already computed for this variant's chains and designs: the
+    /// parental chain is every Sapiens design's first input, a graft is both a design and the
+    /// start of `cdr_grafting_sapiens`, and a design's own chain is scored for its report.
+    predictions: Predictions,
+}
+
+/// A small memo of Sapiens forward passes, keyed by model and residues.
+#[derive(Default)]
+struct Predictions(Mutex<Vec<Prediction>>);
+
+type Prediction = (bool, Vec<u8>, Arc<Vec<[f32; 20]>>);
+
+/// Passes kept per variant: more than five designs of a few passes each need.
+const PREDICTIONS_KEPT: usize = 48;
+
+impl Predictions {
+    /// The model's probabilities for `residues` (the VH model when `heavy`).
+    fn get(&self, heavy: bool, residues: &[u8]) -> Result<Arc<Vec<[f32; 20]>>, SapiensError> {
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, rows)) = lock()
+            .iter()
+            .find(|(h, r, _)| *h == heavy && r.as_slice() == residues)
+        {
+            return Ok(Arc::clone(rows));
+        }
+        // Not held during the pass: two designs of one variant may run at once.
+        let model = if heavy {
+            SapiensModel::vh()
+        } else {
+            SapiensModel::vl()
+        };
+        let rows = Arc::new(model.predict(residues)?);
+        let mut kept = lock();
+        if kept.len() >= PREDICTIONS_KEPT {
+            kept.remove(0);
+        }
+        kept.push((heavy, residues.to_vec(), Arc::clone(&rows)));
+        Ok(rows)
+    }
+}
+
+impl Clone for Predictions {
+    /// A clone starts empty: the memo is a cache, not state.
+    fn clone(&self) -> Self {
+        Predictions::default()
+    }
+}
+
+impl fmt::Debug for Predictions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = self.0.lock().map_or(0, |k| k.len());
+        write!(f, "Predictions({kept} kept)")
+    }
 }
 
 impl Variant {
@@ -377,7 +434,12 @@ impl Variant {
             ChainFacts::closest(&vh),
             vl.as_ref().map(ChainFacts::closest),
         );
-        Ok(Variant { vh, vl, facts })
+        Ok(Variant {
+            vh,
+            vl,
+            facts,
+            predictions: Predictions::default(),
+        })
     }
 }
 
@@ -407,6 +469,14 @@ pub struct OasisPercentile {
     pub antibody: Option<f64>,
 }
 
+/// A value per chain and for the whole antibody (both chains pooled as BioPhi pools them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pooled<T> {
+    pub vh: T,
+    pub vl: Option<T>,
+    pub antibody: T,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GermlinePair {
     pub v: String,
@@ -421,7 +491,7 @@ pub struct AntibodyReport {
     pub oasis_identity: OasisIdentity,
     /// How many of each chain's overlapping 9-mers are not human (what OASis identity counts
     /// against).
-    pub oasis_non_human_peptides: PerChain<usize>,
+    pub oasis_non_human_peptides: Pooled<usize>,
     /// Each identity as BioPhi's percentile among therapeutic antibodies (0–1).
     pub oasis_percentile: OasisPercentile,
     /// Per residue, in sequence order, the fraction of the 9-mers covering it that are human
@@ -433,7 +503,16 @@ pub struct AntibodyReport {
     /// be drawn from the report alone.
     pub numbering: PerChain<Vec<(String, char)>>,
     pub germlines: PerChain<GermlinePair>,
-    pub germline_content: PerChain<f64>,
+    /// The fraction of residues equal to the closest human germline at their IMGT position
+    /// (BioPhi's `get_germline_content`), per chain and pooled over both chains' residues.
+    pub germline_content: Pooled<f64>,
+    /// Sapiens' mean probability of the chain's own residues (how natural the model finds
+    /// the chain as it stands), per chain and over all residues; `null` for a chain longer
+    /// than the model takes.
+    pub sapiens_score: Pooled<Option<f64>>,
+    /// For each liability in a CDR, the substitutions Sapiens accepts that remove it
+    /// (`engine::mitigation`); reported, never applied.
+    pub liability_hints: Vec<MitigationHint>,
 }
 
 /// One strategy's result, as a completed job and `veneer humanize` hold it.
@@ -448,6 +527,9 @@ pub struct StrategyResult {
     pub mutation_list: PerChain<Vec<String>>,
     /// The mutations at Vernier positions (Foote & Winter), a subset of `mutation_list`.
     pub vernier_mutations: PerChain<Vec<String>>,
+    /// The mutations at VH/VL interface positions (`grafting::interface_positions`), a
+    /// subset of `mutation_list`.
+    pub interface_mutations: PerChain<Vec<String>>,
     /// 1 for the best design of the antibody (see `rank_designs`); 0 until ranked.
     pub rank: usize,
     #[serde(flatten)]
@@ -529,7 +611,7 @@ impl<'a> Humanizer<'a> {
     /// The parental variant's own report, so a user sees what humanization changed.
     pub fn parental(&self, variant: &Variant) -> Result<AntibodyReport, EngineError> {
         let (vh, vl) = &variant.facts;
-        self.report(vh, vl.as_ref())
+        self.report(&variant.predictions, vh, vl.as_ref())
     }
 
     /// Runs each strategy (or design) in turn.
@@ -560,7 +642,7 @@ impl<'a> Humanizer<'a> {
                 let options = spec.sapiens;
                 let hallmark = options.backmutate_vhh_hallmark;
                 if strategy == Strategy::Sapiens {
-                    return sapiens_chain(chain, options);
+                    return sapiens_chain(&variant.predictions, chain, options);
                 }
                 // Every graft keeps the Vernier zone as its strategy says; Sapiens passes on it
                 // (BioPhi's `sapiens_iterations`) keep the same positions.
@@ -579,7 +661,7 @@ impl<'a> Humanizer<'a> {
                     max_mutations: None,
                     ..options
                 };
-                sapiens_on(chain.chain_type, &graft.kabat, passes)
+                sapiens_on(&variant.predictions, chain.chain_type, &graft.kabat, passes)
             };
         let vh = humanize_chain(&variant.vh, parental_vh)?;
         let vl = variant
@@ -613,12 +695,19 @@ impl<'a> Humanizer<'a> {
                     .zip(list_vl.as_ref())
                     .map(|(c, list)| at_vernier(c.chain_type, list)),
             },
+            interface_mutations: PerChain {
+                vh: at_interface(parental_vh, &list_vh),
+                vl: parental_vl
+                    .as_ref()
+                    .zip(list_vl.as_ref())
+                    .map(|(p, list)| at_interface(p, list)),
+            },
             mutation_list: PerChain {
                 vh: list_vh,
                 vl: list_vl,
             },
             rank: 0,
-            report: self.report(&vh, vl.as_ref())?,
+            report: self.report(&variant.predictions, &vh, vl.as_ref())?,
         })
     }
 
@@ -626,6 +715,7 @@ impl<'a> Humanizer<'a> {
     /// fails it, as a result built on a guess would understate humanness.
     fn report(
         &self,
+        predictions: &Predictions,
         vh: &ChainFacts,
         vl: Option<&ChainFacts>,
     ) -> Result<AntibodyReport, EngineError> {
@@ -651,6 +741,12 @@ impl<'a> Humanizer<'a> {
             j: c.acceptor.j_gene.to_string(),
         };
         let content = |c: &ChainFacts| germline_content(&c.imgt, &c.acceptor.merged);
+        let non_human = |c: &ChainOasis| c.num_peptides() - c.num_human_peptides();
+        let scored_vh = ScoredChain::new(predictions, vh)?;
+        let scored_vl = vl.map(|c| ScoredChain::new(predictions, c)).transpose()?;
+        let scored: Vec<&ScoredChain> = std::iter::once(&scored_vh)
+            .chain(scored_vl.as_ref())
+            .collect();
         Ok(AntibodyReport {
             liabilities,
             oasis_score: oasis_score(&oasis),
@@ -673,11 +769,10 @@ impl<'a> Humanizer<'a> {
                     antibody: place(PercentileTable::Mean, pooled_oasis_identity(&oasis)),
                 }
             },
-            oasis_non_human_peptides: PerChain {
-                vh: oasis_vh.num_peptides() - oasis_vh.num_human_peptides(),
-                vl: oasis_vl
-                    .as_ref()
-                    .map(|c| c.num_peptides() - c.num_human_peptides()),
+            oasis_non_human_peptides: Pooled {
+                vh: non_human(&oasis_vh),
+                vl: oasis_vl.as_ref().map(non_human),
+                antibody: oasis.iter().map(|c| non_human(c)).sum(),
             },
             oasis_residue_scores: PerChain {
                 vh: four_decimals(oasis_vh.residue_scores()),
@@ -691,10 +786,17 @@ impl<'a> Humanizer<'a> {
                 vh: germlines(vh),
                 vl: vl.map(germlines),
             },
-            germline_content: PerChain {
+            germline_content: Pooled {
                 vh: content(vh),
                 vl: vl.map(content),
+                antibody: pooled_germline_content(vh, vl),
             },
+            sapiens_score: Pooled {
+                vh: scored_vh.score(),
+                vl: scored_vl.as_ref().map(ScoredChain::score),
+                antibody: ScoredChain::pooled_score(&scored),
+            },
+            liability_hints: scored.iter().flat_map(|c| c.hints()).collect(),
         })
     }
 }
@@ -710,6 +812,100 @@ fn at_vernier(chain_type: ChainType, list: &[String]) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// The entries of a mutation list at the VH/VL interface positions of the parental chain.
+fn at_interface(parental: &ChainFacts, list: &[String]) -> Vec<String> {
+    let interface = interface_positions(parental.chain_type, &parental.kabat);
+    list.iter()
+        .filter(|m| {
+            m.get(1..)
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|label| label.parse::<Position>().ok())
+                .is_some_and(|p| interface.contains(&p))
+        })
+        .cloned()
+        .collect()
+}
+
+/// BioPhi's `AntibodyHumanness.get_germline_content`: germline residues of both chains over
+/// their residues.
+fn pooled_germline_content(vh: &ChainFacts, vl: Option<&ChainFacts>) -> f64 {
+    let chains: Vec<&ChainFacts> = std::iter::once(vh).chain(vl).collect();
+    let residues: usize = chains.iter().map(|c| c.imgt.len()).sum();
+    let germline: f64 = chains
+        .iter()
+        .map(|c| germline_content(&c.imgt, &c.acceptor.merged) * c.imgt.len() as f64)
+        .sum();
+    if residues == 0 {
+        0.0
+    } else {
+        germline / residues as f64
+    }
+}
+
+/// One chain with the model's probabilities for its own residues (none when the chain is
+/// longer than the model takes).
+struct ScoredChain<'a> {
+    chain: &'a ChainFacts,
+    rows: Option<Arc<Vec<[f32; 20]>>>,
+}
+
+impl<'a> ScoredChain<'a> {
+    fn new(predictions: &Predictions, chain: &'a ChainFacts) -> Result<Self, EngineError> {
+        let residues: Vec<u8> = chain.kabat.iter().map(|&(_, r)| r).collect();
+        let rows = match predictions.get(chain.chain_type.is_heavy(), &residues) {
+            Ok(rows) => Some(rows),
+            Err(SapiensError::TooLong { .. }) => None,
+            Err(e) => {
+                return Err(EngineError(format!(
+                    "Sapiens could not score the chain: {e}"
+                )));
+            }
+        };
+        Ok(ScoredChain { chain, rows })
+    }
+
+    /// The probability of each own residue, in sequence order.
+    fn own(&self) -> Option<Vec<f64>> {
+        let rows = self.rows.as_ref()?;
+        self.chain
+            .kabat
+            .iter()
+            .zip(rows.iter())
+            .map(|(&(_, r), row)| {
+                AMINO_ACIDS
+                    .iter()
+                    .position(|&a| a == r)
+                    .map(|i| f64::from(row[i]))
+            })
+            .collect()
+    }
+
+    fn score(&self) -> Option<f64> {
+        let own = self.own()?;
+        (!own.is_empty()).then(|| four(own.iter().sum::<f64>() / own.len() as f64))
+    }
+
+    /// The mean over every residue of the chains, when each chain could be scored.
+    fn pooled_score(chains: &[&ScoredChain]) -> Option<f64> {
+        let mut all = Vec::new();
+        for chain in chains {
+            all.extend(chain.own()?);
+        }
+        (!all.is_empty()).then(|| four(all.iter().sum::<f64>() / all.len() as f64))
+    }
+
+    fn hints(&self) -> Vec<MitigationHint> {
+        match &self.rows {
+            Some(rows) => mitigation::hints(self.chain.chain_type, &self.chain.kabat, rows),
+            None => Vec::new(),
+        }
+    }
+}
+
+fn four(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
 }
 
 fn four_decimals(scores: Vec<f64>) -> Vec<f64> {
@@ -738,35 +934,32 @@ fn text(residues: &[u8]) -> String {
 /// (unless `humanize_cdrs`) and, with `backmutate_vernier`, at every Vernier position — AbNumber's
 /// `graft_cdrs_onto` from the parental chain. The result keeps the parental numbering.
 fn sapiens_chain(
+    predictions: &Predictions,
     parental: &NumberedChain,
     options: SapiensOptions,
 ) -> Result<ChainFacts, EngineError> {
     let kabat: Vec<(Position, u8)> = parental.numbered(Scheme::Kabat).collect();
-    sapiens_on(parental.chain_type, &kabat, options)
+    sapiens_on(predictions, parental.chain_type, &kabat, options)
 }
 
 /// Sapiens passes starting from `start` (a Kabat-numbered chain: the parental one, or a graft
 /// for `cdr_grafting_sapiens`, whose CDRs and Vernier residues are then the ones kept, as
 /// BioPhi runs `sapiens_humanize_chain` on the grafted chain).
 fn sapiens_on(
+    predictions: &Predictions,
     chain_type: ChainType,
     start: &[(Position, u8)],
     options: SapiensOptions,
 ) -> Result<ChainFacts, EngineError> {
-    let model = if chain_type.is_heavy() {
-        SapiensModel::vh()
-    } else {
-        SapiensModel::vl()
-    };
     let mut kabat = start.to_vec();
     for _ in 0..options.iterations {
         let residues: Vec<u8> = kabat.iter().map(|&(_, r)| r).collect();
-        let probabilities = model
-            .predict(&residues)
+        let probabilities = predictions
+            .get(chain_type.is_heavy(), &residues)
             .map_err(|e| EngineError(format!("Sapiens could not score the chain: {e}")))?;
         kabat = start
             .iter()
-            .zip(&probabilities)
+            .zip(probabilities.iter())
             .map(|(&(position, residue), row)| {
                 let keep = (!options.humanize_cdrs && is_kabat_cdr(chain_type, position))
                     || (options.backmutate_vernier && is_vernier(chain_type, position))

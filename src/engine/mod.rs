@@ -7,6 +7,7 @@ pub mod grafting;
 pub mod humanize;
 pub mod humanness;
 pub mod liabilities;
+pub mod mitigation;
 pub mod numbering;
 pub mod oasis_rules;
 pub mod sapiens;
