@@ -235,11 +235,15 @@ fn idempotency_keys_replay_refuse_mismatches_and_free_failed_requests() {
     assert_eq!(first.status, 202);
     assert!(first.header("idempotent-replayed").is_none());
     let id = id_of(&first.json);
+    assert_eq!(first.json["status"], "pending");
     s.wait_status(&id, "completed", Duration::from_secs(20));
+    // SPEC §7: the replay answers with the job as it now stands, not the stale first copy.
     let again = with_key("k-1", &variant);
-    assert_eq!(again.status, 202, "the stored response, as first sent");
+    assert_eq!(again.status, 200, "the job as it now stands: {}", again.text);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!(again.text, first.text);
+    assert_eq!(again.json["id"], first.json["id"]);
+    assert_eq!(again.json["status"], "completed");
+    assert!(again.json["results"].is_array());
     assert_eq!(again.header("location"), first.header("location"));
     with_key("k-1", &other).problem(409, "idempotency_mismatch");
     assert_eq!(ledger_for(&s, &id).len(), 1, "one debit");
@@ -247,6 +251,32 @@ fn idempotency_keys_replay_refuse_mismatches_and_free_failed_requests() {
         s.get("/v1/jobs").json["data"].as_array().map(Vec::len),
         Some(1)
     );
+
+    // A replay honours its own `Prefer: wait`: a client that lost a waiting answer and
+    // retries with the wait gets the finished job (200, `Preference-Applied`).
+    let waiting = |key: &str| {
+        s.req()
+            .method("POST")
+            .path("/v1/humanizations")
+            .header("idempotency-key", key)
+            .header("prefer", "wait=30")
+            .json(&json!({ "variant_id": variant }))
+            .send()
+    };
+    let lost = s
+        .req()
+        .method("POST")
+        .path("/v1/humanizations")
+        .header("idempotency-key", "k-wait")
+        .json(&json!({ "variant_id": variant }))
+        .send();
+    assert_eq!(lost.status, 202);
+    let retried = waiting("k-wait");
+    assert_eq!(retried.status, 200, "{}", retried.text);
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retried.header("preference-applied"), Some("wait=30"));
+    assert_eq!(retried.json["id"], lost.json["id"]);
+    assert_eq!(retried.json["status"], "completed");
 
     // A request that failed before creating anything does not consume its key.
     with_key("k-2", "01a20651-60bf-7071-8acf-dd18d042cc9e").problem(404, "not_found");

@@ -516,30 +516,65 @@ async fn submit_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, 
     )
     .await?;
     let response = match (outcome, created) {
-        (Outcome::Replayed(r), _) => return Ok(with_vary(from_stored(&r, true))),
+        // SPEC §7: a replay answers with the job as it now stands, honouring its own wait.
+        (Outcome::Replayed(r), _) => match stored_job_id(&r) {
+            Some(id) => {
+                let mut r = job_as_it_stands(app, ctx, &id, wait).await?;
+                r.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                r
+            }
+            None => from_stored(&r, true),
+        },
         (Outcome::Created(r), Some(id)) => {
             app.runner.notify();
             match wait {
-                Some(seconds) if seconds > 0 => {
-                    let job =
-                        wait_for_terminal(app, ctx.org_id(), &id, Some(HUMANIZATION), seconds)
-                            .await?;
-                    let mut r = if job.status.is_terminal() {
-                        applied(json_response(StatusCode::OK, &views::job(&job)), seconds)
-                    } else {
-                        json_response(StatusCode::ACCEPTED, &views::job(&job))
-                    };
-                    if let Ok(v) = HeaderValue::from_str(&format!("/v1/humanizations/{id}")) {
-                        r.headers_mut().insert(LOCATION, v);
-                    }
-                    r
-                }
+                Some(seconds) if seconds > 0 => job_as_it_stands(app, ctx, &id, wait).await?,
                 _ => from_stored(&r, false),
             }
         }
         (Outcome::Created(r), None) => from_stored(&r, false),
     };
     Ok(with_vary(response))
+}
+
+/// The id of the job a stored submit response created.
+fn stored_job_id(response: &StoredResponse) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_str(&response.body).ok()?;
+    body.get("id")?.as_str().map(str::to_string)
+}
+
+/// A submitted job as it stands, after waiting up to `wait` seconds for it to end: `200`
+/// when it is terminal, else `202`, with its `Location`.
+async fn job_as_it_stands(
+    app: &Arc<App>,
+    ctx: &Ctx,
+    id: &str,
+    wait: Option<u64>,
+) -> Result<HttpResponse, ApiError> {
+    let mut r = match wait {
+        Some(seconds) if seconds > 0 => {
+            let job = wait_for_terminal(app, ctx.org_id(), id, Some(HUMANIZATION), seconds).await?;
+            if job.status.is_terminal() {
+                applied(json_response(StatusCode::OK, &views::job(&job)), seconds)
+            } else {
+                json_response(StatusCode::ACCEPTED, &views::job(&job))
+            }
+        }
+        _ => {
+            let job = load_job(app, ctx.org_id(), id, Some(HUMANIZATION)).await?;
+            let status = if job.status.is_terminal() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            json_response(status, &views::job(&job))
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/humanizations/{id}")) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    Ok(r)
 }
 
 async fn get_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
