@@ -239,7 +239,11 @@ fn idempotency_keys_replay_refuse_mismatches_and_free_failed_requests() {
     s.wait_status(&id, "completed", Duration::from_secs(20));
     // SPEC §7: the replay answers with the job as it now stands, not the stale first copy.
     let again = with_key("k-1", &variant);
-    assert_eq!(again.status, 200, "the job as it now stands: {}", again.text);
+    assert_eq!(
+        again.status, 200,
+        "the job as it now stands: {}",
+        again.text
+    );
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.json["id"], first.json["id"]);
     assert_eq!(again.json["status"], "completed");
