@@ -189,8 +189,9 @@ def test_designs_with_options_come_back_typed(server):
     job = veneer.humanizations.submit(
         variant, strategies=["cdr_grafting", {"name": "sapiens", "iterations": 2}], wait=60)
     assert [r.strategy for r in job.results] == ["cdr_grafting", "sapiens"]
-    assert job.results[0].options is None
-    assert job.results[1].options == vc.SapiensOptions(iterations=2, humanize_cdrs=False, backmutate_vernier=False)
+    assert job.results[0].options == vc.Options(sapiens_iterations=0, backmutate_vhh_hallmark=False)
+    assert job.results[1].options == vc.Options(iterations=2, humanize_cdrs=False, backmutate_vernier=False,
+                                                  backmutate_vhh_hallmark=False)
     with pytest.raises(vc.InvalidRequest) as e:
         veneer.humanizations.submit(variant, strategies=[{"name": "sapiens", "iterations": 9}])
     assert "strategies[0]" in e.value.detail

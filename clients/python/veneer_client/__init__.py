@@ -16,13 +16,14 @@ from .errors import (
     RateLimited, TransportError, Unauthenticated, Unavailable, UnsupportedMediaType, VeneerError,
 )
 from .models import (
-    Humanization, Job, JobCancelResult, LedgerEntry, Organization, Problem, Report,
-    SapiensOptions, StrategyResult, Variant, VariantImportRecord, VariantImportResult,
+    Humanization, Job, JobCancelResult, LedgerEntry, LiabilityHint, Options, Organization, Pooled,
+    Problem, Report, SapiensOptions, ScfvSplit, StrategyResult, Variant, VariantImportRecord, VariantImportResult,
 )
 
 __all__ = [
     "AsyncClient", "Client", "new_idempotency_key",
-    "Job", "Humanization", "StrategyResult", "SapiensOptions", "Report", "Variant", "VariantImportResult",
+    "Job", "Humanization", "StrategyResult", "Options", "SapiensOptions", "Report", "Pooled",
+    "LiabilityHint", "ScfvSplit", "Variant", "VariantImportResult",
     "VariantImportRecord", "Organization", "LedgerEntry", "JobCancelResult", "Problem",
     "VeneerError", "ApiError", "TransportError", "JobTimeout", "InvalidRequest",
     "InvalidIdempotencyKey", "Unauthenticated", "InsufficientCredits", "Forbidden", "NotFound",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 T = TypeVar("T")
 
@@ -48,15 +48,36 @@ class LedgerEntry(Model):
     created_at: datetime
 
 
+class Span(Model):
+    """0-based residue indexes into an scFv sequence, ``end`` inclusive (ANARCI's domain span)."""
+
+    start: int
+    end: int
+
+
+class ScfvSplit(Model):
+    """How a variant registered from one scFv sequence was split into its two domains."""
+
+    order: Literal["VH-VL", "VL-VH"]
+    vh_span: Span
+    vl_span: Span
+    linker: str
+    n_terminal: str
+    c_terminal: str
+
+
 class Variant(Model):
-    """A registered antibody: cleaned VH and VL sequences and the light chain's type."""
+    """A registered antibody: cleaned VH and VL sequences and the light chain's type. ``vl`` and
+    ``vl_chain_type`` are ``None`` for a single-domain antibody (VHH); ``scfv`` says how a
+    variant registered from one scFv sequence was split (``None`` otherwise)."""
 
     id: str
     object: str
     name: str
     vh: str
-    vl: str
-    vl_chain_type: str
+    vl: str | None
+    vl_chain_type: Literal["kappa", "lambda"] | None
+    scfv: ScfvSplit | None = None
     created_at: datetime
 
 
@@ -109,6 +130,36 @@ class OasisIdentity(Model):
     antibody: float | None = None
 
 
+class Pooled(Model, Generic[T]):
+    """A value for each chain and for both chains' residues together; ``vl`` is ``None`` for a
+    single-domain antibody."""
+
+    vh: T | None = None
+    vl: T | None = None
+    antibody: T | None = None
+
+
+class Alternative(Model):
+    """One substitution inside a liability's motif that Sapiens accepts and that removes it."""
+
+    position: str
+    from_: str = Field(alias="from")
+    to: str
+    probability: float
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class LiabilityHint(Model):
+    """A CDR liability with the substitutions that would remove it, most probable first.
+    Reported, never applied."""
+
+    liability: str
+    at: str
+    motif: str
+    alternatives: list[Alternative]
+
+
 class Germline(Model):
     """The closest human V and J genes."""
 
@@ -123,33 +174,44 @@ class Report(Model):
     oasis_score: OasisScore | None
     oasis_identity: OasisIdentity
     oasis_percentile: OasisIdentity
-    oasis_non_human_peptides: PerChain[int]
+    oasis_non_human_peptides: Pooled[int]
     oasis_residue_scores: PerChain[list[float]]
     numbering: PerChain[list[tuple[str, str]]]
     germlines: PerChain[Germline]
-    germline_content: PerChain[float]
+    germline_content: Pooled[float]
+    sapiens_score: Pooled[float]
+    liability_hints: list[LiabilityHint]
 
 
-class SapiensOptions(Model):
-    """The options a Sapiens design ran with."""
+class Options(Model):
+    """The options a design ran with: exactly those its strategy takes, each with the value
+    used: ``sapiens`` carries ``iterations``, ``humanize_cdrs``, ``backmutate_vernier`` (and
+    ``max_mutations`` when a budget was set); ``cdr_grafting_sapiens`` carries ``iterations`` and
+    ``backmutate_vernier``; the two grafts carry ``sapiens_iterations``; every strategy carries
+    ``backmutate_vhh_hallmark``. Options a strategy does not take are ``None``."""
 
-    iterations: int
-    humanize_cdrs: bool
-    backmutate_vernier: bool
+    iterations: int | None = None
+    humanize_cdrs: bool | None = None
+    backmutate_vernier: bool | None = None
     max_mutations: int | None = None
+    sapiens_iterations: int | None = None
+    backmutate_vhh_hallmark: bool | None = None
+
+
+SapiensOptions = Options  # the name of earlier releases
 
 
 class StrategyResult(Report):
-    """One design's humanized antibody with its report (SCIENCE.md); ``options`` is set for
-    Sapiens designs."""
+    """One design's humanized antibody with its report (SCIENCE.md) and the options it ran with."""
 
     strategy: str
-    options: SapiensOptions | None = None
+    options: Options
     humanized_vh: str
     humanized_vl: str | None
     mutations: PerChain[int]
     mutation_list: PerChain[list[str]]
     vernier_mutations: PerChain[list[str]]
+    interface_mutations: PerChain[list[str]]
     rank: int
 
 
@@ -266,11 +328,15 @@ def _row(job: Humanization, r: StrategyResult) -> dict[str, Any]:
         "oasis_identity_vh": r.oasis_identity.vh,
         "oasis_identity_vl": r.oasis_identity.vl,
         "oasis_score_mean": r.oasis_score.mean if r.oasis_score else None,
+        "germline_content": r.germline_content.antibody,
         "germline_content_vh": r.germline_content.vh,
         "germline_content_vl": r.germline_content.vl,
+        "sapiens_score": r.sapiens_score.antibody,
+        "non_human_peptides": r.oasis_non_human_peptides.antibody,
         "germline_vh": f"{r.germlines.vh.v}/{r.germlines.vh.j}",
         "germline_vl": f"{r.germlines.vl.v}/{r.germlines.vl.j}" if r.germlines.vl else None,
         "liabilities": sum(len(v) for v in r.liabilities.values()),
+        "interface_mutations": len(r.interface_mutations.vh) + len(r.interface_mutations.vl or []),
     }
 
 

@@ -30,11 +30,17 @@ class _Resource:
 class Variants(_Resource):
     """Antibody variants (VH + VL) of the caller's organization."""
 
-    def create(self, name: str, vh: str, vl: str, *, idempotency_key: str | None = None):
-        """Registers a variant; sequences are cleaned and checked (``InvalidSequence`` names the chain)."""
+    def create(self, name: str, vh: str | None = None, vl: str | None = None, *,
+               scfv: str | None = None, idempotency_key: str | None = None):
+        """Registers a variant from ``vh`` and ``vl``, from ``vh`` alone (a nanobody), or from one
+        ``scfv`` sequence that the server splits into its VH and VL domains (``variant.scfv`` says
+        how). Sequences are cleaned and checked (``InvalidSequence`` names the chain)."""
         key = idempotency_key or new_idempotency_key()
-        return self._c._execute(Call.write("POST", "/v1/variants", {"name": name, "vh": vh, "vl": vl},
-                                           Variant.model_validate, key))
+        body: dict[str, Any] = {"name": name}
+        for field, value in (("vh", vh), ("vl", vl), ("scfv", scfv)):
+            if value is not None:
+                body[field] = value
+        return self._c._execute(Call.write("POST", "/v1/variants", body, Variant.model_validate, key))
 
     def get(self, variant: VariantRef):
         """One variant by id."""
