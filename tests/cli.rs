@@ -446,3 +446,58 @@ fn humanize_takes_designs_with_options() {
         assert!(stderr.contains(says), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn number_prints_every_domain_of_a_multi_domain_sequence_as_anarci_finds_them() {
+    let fasta = format!(
+        "{}/tests/fixtures/multidomain.fasta",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let output = veneer(&["number", "--input", &fasta], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = lines(&output);
+    let path = format!(
+        "{}/tests/fixtures/anarci_domains.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let expected: Vec<(String, usize, Value)> = std::fs::read_to_string(&path)
+        .expect("fixture")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .flat_map(|r| {
+            let domains = r["domains"].as_array().cloned().unwrap_or_default();
+            let name = r["name"].as_str().unwrap_or("").to_string();
+            let n = domains.len();
+            domains.into_iter().map(move |d| (name.clone(), n, d))
+        })
+        .collect();
+    assert_eq!(printed.len(), expected.len(), "one line per domain");
+    let (mut index, mut previous, mut ends_differ) = (0, "", 0);
+    for (line, (name, count, oracle)) in printed.iter().zip(&expected) {
+        index = if name == previous { index + 1 } else { 1 };
+        previous = name;
+        assert_eq!(line["name"], name.as_str());
+        assert_eq!(line["domain"], index, "{name}");
+        assert_eq!(line["domains"], *count, "{name}");
+        assert_eq!(line["chain_type"], oracle["chain_type"], "{name} {index}");
+        assert_eq!(line["span"]["start"], oracle["seq_start"], "{name} {index}");
+        if line["span"]["end"] != oracle["seq_end"] {
+            ends_differ += 1;
+        }
+        let first_residue = oracle["kabat"]
+            .as_array()
+            .and_then(|k| k.iter().find(|p| p[1] != "-"))
+            .map(|p| p[1].clone());
+        assert_eq!(
+            Some(line["numbering"][0][1].clone()),
+            first_residue,
+            "{name} {index}: the domain starts with ANARCI's first residue"
+        );
+    }
+    // README, Differences: the last residue of three domains is placed differently.
+    assert!(ends_differ <= 3, "{ends_differ} domain ends differ");
+}
