@@ -224,3 +224,114 @@ pub fn format_timestamp(ts: jiff::Timestamp) -> String {
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().hyphenated().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every table's columns (name, type, not-null, default, primary key) and every index name.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut names: Vec<(String, String)> = conn
+            .prepare(
+                "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()
+            })
+            .expect("sqlite_master");
+        names.sort();
+        let mut out = Vec::new();
+        for (kind, name) in names {
+            out.push(format!("{kind} {name}"));
+            if kind == "table" {
+                let mut s = conn
+                    .prepare(&format!("PRAGMA table_info({name})"))
+                    .expect("table_info");
+                let columns = s
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "  {} {} notnull={} default={:?} pk={}",
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, i64>(5)?
+                        ))
+                    })
+                    .expect("columns")
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("columns");
+                out.extend(columns);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_keeping_its_variants() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("v1.db");
+        {
+            // The schema veneer shipped as version 1 (git show e44013c~1:schema.sql).
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(include_str!("../../tests/fixtures/schema_v1.sql"))
+                .expect("v1 schema");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO organizations (id, name, created_at)
+                     VALUES ('o1', 'Lab', '2026-01-01T00:00:00+00:00');
+                 INSERT INTO variants (id, org_id, name, vh, vl, vl_chain_type, created_at)
+                     VALUES ('v1', 'o1', 'AntiCD28', 'EVKL', 'DIET', 'kappa',
+                             '2026-01-02T00:00:00+00:00');",
+            )
+            .expect("v1 rows");
+        }
+        let db = Db::open(&path, 1).expect("upgrade");
+        let (version, row, nanobody) = db
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO variants (id, org_id, name, vh, vl, vl_chain_type, created_at)
+                         VALUES ('v2', 'o1', 'VHH', 'QVQL', NULL, NULL, '2026-01-03T00:00:00+00:00')",
+                    [],
+                )?;
+                let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                let row: (String, String, String, Option<String>) = tx.query_row(
+                    "SELECT name, vl, vl_chain_type, scfv FROM variants WHERE id = 'v1'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?;
+                let nanobody: Option<String> =
+                    tx.query_row("SELECT vl FROM variants WHERE id = 'v2'", [], |r| r.get(0))?;
+                Ok::<_, StoreError>((version, row, nanobody))
+            })
+            .expect("read back");
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(
+            row,
+            ("AntiCD28".into(), "DIET".into(), "kappa".into(), None),
+            "the v1 row survives"
+        );
+        assert_eq!(nanobody, None, "a single-domain variant fits");
+        // A VL without its chain type (or the reverse) is still refused.
+        let half = db.write(|tx| {
+            tx.execute(
+                "INSERT INTO variants (id, org_id, name, vh, vl, vl_chain_type, created_at)
+                     VALUES ('v3', 'o1', 'x', 'QVQL', 'DIET', NULL, '2026-01-03T00:00:00+00:00')",
+                [],
+            )
+            .map_err(StoreError::from)
+        });
+        assert!(half.is_err());
+
+        // The upgraded database has exactly the shape of a fresh one.
+        let fresh_path = dir.path().join("fresh.db");
+        let fresh = Db::open(&fresh_path, 1).expect("fresh");
+        let upgraded = db.read(|c| Ok::<_, StoreError>(shape(c))).expect("shape");
+        let new = fresh
+            .read(|c| Ok::<_, StoreError>(shape(c)))
+            .expect("shape");
+        assert_eq!(upgraded, new);
+    }
+}
