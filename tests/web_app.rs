@@ -434,6 +434,51 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     let no_img = "document.querySelectorAll('main img').length === 0 && !window.__xss";
     assert_eq!(b.js(&format!("return {no_img}"), vec![]).await, json!(true));
 
+    // ---- a nanobody (VH alone) and an scFv (one sequence the server splits) ----
+    let vhh = "EVQLVESGGGLVQPGGSLRLSCAASGLTLDDYAMSWVRQAPGKGLEWVSAWSYNGGSTYYAESMKGRFTISRDNAKNTLYLQMNSLKSEDTAVYYCNADSRIGVYAYWGQGTLVTVSS";
+    b.register("Nanobody1", vhh, "").await;
+    b.until(
+        "document.querySelector('#register-result')?.textContent.includes('Registered Nanobody1 (single domain)')",
+        Duration::from_secs(10),
+        "the nanobody is registered as a single domain",
+    )
+    .await;
+    let nanobody = server.get("/v1/variants").json["data"][0].clone();
+    assert_eq!(nanobody["vh"], vhh);
+    assert!(nanobody["vl"].is_null(), "{nanobody}");
+    b.fill("#variant-name", "CD28scFv").await;
+    b.fill("#variant-scfv", &format!("{VH}GGGGSGGGGSGGGGS{VL}"))
+        .await;
+    b.click("#register").await;
+    let shown = b
+        .until(
+            "document.querySelector('#register-result')?.textContent.includes('Registered CD28scFv') && document.querySelector('#register-result').textContent",
+            Duration::from_secs(10),
+            "the scFv is registered with its split",
+        )
+        .await;
+    let vh_end = VH.len();
+    let vl_start = vh_end + 15 + 1;
+    let vl_end = vh_end + 15 + VL.len();
+    let expected_split = format!(
+        "kappa light chain; scFv VH-VL, VH 1–{vh_end}, VL {vl_start}–{vl_end}, linker GGGGSGGGGSGGGGS"
+    );
+    assert!(
+        shown.as_str().is_some_and(|t| t.contains(&expected_split)),
+        "{shown} lacks {expected_split}"
+    );
+    let scfv = server.get("/v1/variants").json["data"][0].clone();
+    assert_eq!(
+        (scfv["vh"].as_str(), scfv["vl"].as_str()),
+        (Some(VH), Some(VL))
+    );
+    b.until(
+        "[...document.querySelectorAll('#variants tbody tr')].some(r => r.textContent.includes('single domain'))",
+        Duration::from_secs(10),
+        "the variants table lists the nanobody as a single domain",
+    )
+    .await;
+
     // ---- import: good records in, bad ones listed with their reasons ----
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("lab.csv");

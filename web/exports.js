@@ -19,9 +19,13 @@ export function designKeys(results) {
 export function optionsText(r) {
   const o = r.options;
   if (!o) return "";
-  const parts = [`${o.iterations} pass${o.iterations === 1 ? "" : "es"}`];
+  const parts = [];
+  if (o.iterations != null) parts.push(`${o.iterations} pass${o.iterations === 1 ? "" : "es"}`);
+  if (o.sapiens_iterations) parts.push(`then ${o.sapiens_iterations} Sapiens pass${o.sapiens_iterations === 1 ? "" : "es"}`);
   if (o.humanize_cdrs) parts.push("CDRs humanized");
-  if (o.backmutate_vernier) parts.push("Vernier kept");
+  if (o.backmutate_vernier && r.strategy !== "cdr_grafting_sapiens") parts.push("Vernier kept");
+  if (o.backmutate_vernier === false && r.strategy === "cdr_grafting_sapiens") parts.push("Vernier not kept");
+  if (o.backmutate_vhh_hallmark) parts.push("VHH hallmarks kept");
   if (o.max_mutations != null) parts.push(`at most ${o.max_mutations} mutations per chain`);
   return parts.join(", ");
 }
@@ -54,7 +58,7 @@ function cell(value) {
 export const CSV_COLUMNS = [
   "variant", "job_id", "design", "rank", "strategy", "options", "humanized_vh", "humanized_vl", "mutations_vh", "mutations_vl",
   "oasis_identity_vh", "oasis_identity_vl", "oasis_identity", "oasis_score_mean", "oasis_score_median",
-  "germline_content_vh", "germline_content_vl", "germline_vh_v", "germline_vh_j", "germline_vl_v",
+  "germline_content_vh", "germline_content_vl", "germline_content", "sapiens_score", "non_human_peptides", "germline_vh_v", "germline_vh_j", "germline_vl_v",
   "germline_vl_j", "liabilities",
 ];
 
@@ -63,7 +67,8 @@ export function csv(job, name) {
   const rows = (job.results || []).map((r, i) => [
     name, job.id, keys[i], r.rank, r.strategy, optionsText(r), r.humanized_vh, r.humanized_vl, r.mutations?.vh, r.mutations?.vl,
     r.oasis_identity?.vh, r.oasis_identity?.vl, r.oasis_identity?.antibody, r.oasis_score?.mean,
-    r.oasis_score?.median, r.germline_content?.vh, r.germline_content?.vl, r.germlines?.vh?.v,
+    r.oasis_score?.median, r.germline_content?.vh, r.germline_content?.vl, r.germline_content?.antibody,
+    r.sapiens_score?.antibody, r.oasis_non_human_peptides?.antibody, r.germlines?.vh?.v,
     r.germlines?.vh?.j, r.germlines?.vl?.v, r.germlines?.vl?.j,
     Object.entries(r.liabilities || {}).flatMap(([t, ls]) => ls.map((l) => `${t}:${l}`)).join(" "),
   ]);

@@ -16,12 +16,11 @@ const STRATEGY_NAMES = {
   cdr_grafting_sapiens: "CDR grafting + Sapiens",
 };
 const strategyName = (s) => STRATEGY_NAMES[s] || s;
-/** A design's title: the strategy, and its options when they are not the defaults. */
+/** A design's title: the strategy, and its options when they are not its defaults (one pass,
+ * no hallmarks, Vernier as the strategy keeps it, no budget). */
 function designTitle(r) {
-  const o = r.options;
-  const defaults = r.strategy === "cdr_grafting_sapiens" ? { vernier: true } : { vernier: false };
-  const plain = !o || (o.iterations === 1 && !o.humanize_cdrs && o.backmutate_vernier === defaults.vernier && o.max_mutations == null);
-  return plain ? strategyName(r.strategy) : `${strategyName(r.strategy)} (${exporters.optionsText(r)})`;
+  const text = exporters.optionsText(r);
+  return text === "" || text === "1 pass" ? strategyName(r.strategy) : `${strategyName(r.strategy)} (${text})`;
 }
 
 export async function job(main, ctx) {
@@ -96,12 +95,16 @@ function summary(j, keys) {
     ["oasis_score_median", "OASis score, median", (r) => fixed(r.oasis_score?.median)],
     ["germline_content_vh", "Germline content VH", (r) => fixed(r.germline_content?.vh)],
     ["germline_content_vl", "Germline content VL", (r) => fixed(r.germline_content?.vl)],
+    ["germline_content", "Germline content (antibody)", (r) => fixed(r.germline_content?.antibody)],
+    ["sapiens_score", "Sapiens score (antibody)", (r) => fixed(r.sapiens_score?.antibody)],
+    ["non_human_peptides", "Non-human 9-mers (antibody)", (r) => String(r.oasis_non_human_peptides?.antibody ?? "—")],
     ["germlines_vh", "Germlines VH (V / J)", (r) => germline(r.germlines?.vh)],
     ["germlines_vl", "Germlines VL (V / J)", (r) => germline(r.germlines?.vl)],
     ["mutations_vh", "Mutations VH", (r, key) => (key === "parental" ? "—" : String(r.mutations?.vh ?? "—"))],
     ["mutations_vl", "Mutations VL", (r, key) => (key === "parental" ? "—" : String(r.mutations?.vl ?? "—"))],
     ["liabilities", "Liability motifs", (r) => String(liabilityCount(r.liabilities))],
     ["vernier_mutations", "Vernier mutations", (r, key) => (key === "parental" ? "—" : String((r.vernier_mutations?.vh?.length ?? 0) + (r.vernier_mutations?.vl?.length ?? 0)))],
+    ["interface_mutations", "VH/VL interface mutations", (r, key) => (key === "parental" ? "—" : String((r.interface_mutations?.vh?.length ?? 0) + (r.interface_mutations?.vl?.length ?? 0)))],
     ["rank", "Rank (OASis identity, then fewer mutations)", (r, key) => (key === "parental" ? "—" : String(r.rank ?? "—"))],
   ];
   return h("section", { class: "card", "aria-labelledby": "summary-h" },

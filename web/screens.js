@@ -109,26 +109,38 @@ export async function organization(main, ctx) {
 
 // ---- variants ----
 
-/** Where a 422/400 detail belongs: `VH: …` beside VH, `VL: …` beside VL, `name: …` beside the name. */
+/** Where a 422/400 detail belongs: `VH: …` beside VH, `VL: …` beside VL, `scFv: …` beside the
+ * scFv, `name: …` beside the name. */
 function fieldOf(detail) {
-  const m = /^(VH|VL|name|vh|vl)\b/.exec(detail || "");
+  const m = /^(VH|VL|scFv|scfv|name|vh|vl)\b/.exec(detail || "");
   return m ? m[1].toLowerCase() : null;
 }
 
+/** What a registered variant is, in words: its light chain, or single domain, and an scFv's split. */
+function variantKind(v) {
+  const kind = v.vl_chain_type ? `${v.vl_chain_type} light chain` : "single domain";
+  if (!v.scfv) return kind;
+  const span = (s) => `${s.start + 1}–${s.end + 1}`;
+  return `${kind}; scFv ${v.scfv.order}, VH ${span(v.scfv.vh_span)}, VL ${span(v.scfv.vl_span)}, linker ${v.scfv.linker || "none"}`;
+}
+
 function registerForm(onCreated) {
-  const errors = { name: h("p", { class: "field-error", id: "name-error" }), vh: h("p", { class: "field-error", id: "vh-error" }), vl: h("p", { class: "field-error", id: "vl-error" }) };
+  const errors = { name: h("p", { class: "field-error", id: "name-error" }), vh: h("p", { class: "field-error", id: "vh-error" }), vl: h("p", { class: "field-error", id: "vl-error" }), scfv: h("p", { class: "field-error", id: "scfv-error" }) };
   const general = h("div", { id: "register-result", "aria-live": "polite" });
   const name = h("input", { id: "variant-name", name: "name", required: true, maxlength: 200, autocomplete: "off", "aria-describedby": "name-error" });
-  const vh = h("textarea", { id: "variant-vh", name: "vh", rows: 3, required: true, spellcheck: "false", "aria-describedby": "vh-help vh-error" });
-  const vl = h("textarea", { id: "variant-vl", name: "vl", rows: 3, required: true, spellcheck: "false", "aria-describedby": "vh-help vl-error" });
+  const vh = h("textarea", { id: "variant-vh", name: "vh", rows: 3, spellcheck: "false", "aria-describedby": "vh-help vh-error" });
+  const vl = h("textarea", { id: "variant-vl", name: "vl", rows: 3, spellcheck: "false", "aria-describedby": "vh-help vl-error" });
+  const scfv = h("textarea", { id: "variant-scfv", name: "scfv", rows: 3, spellcheck: "false", "aria-describedby": "scfv-help scfv-error" });
   const button = h("button", { type: "submit", id: "register" }, "Register variant");
   let pending = null; // one key per registration; a retry or a second click reuses it
   const form = h("form", { class: "card", id: "register-form" },
     h("h2", {}, "Register a variant"),
     h("label", { for: "variant-name" }, "Name"), name, errors.name,
     h("label", { for: "variant-vh" }, "VH (heavy chain variable domain)"), vh, errors.vh,
-    h("label", { for: "variant-vl" }, "VL (light chain variable domain, kappa or lambda)"), vl, errors.vl,
+    h("label", { for: "variant-vl" }, "VL (light chain variable domain, kappa or lambda; empty for a nanobody)"), vl, errors.vl,
     h("p", { class: "help", id: "vh-help" }, "One-letter amino-acid codes. Spaces, line breaks, digits and lower case are cleaned as the API cleans them; any other character is refused with its reason."),
+    h("label", { for: "variant-scfv" }, "Or one scFv sequence (instead of VH and VL)"), scfv, errors.scfv,
+    h("p", { class: "help", id: "scfv-help" }, "VH–linker–VL or VL–linker–VH, tags and signal peptide allowed: the server numbers both domains and shows how it split them."),
     button, general);
   form.addEventListener("input", () => { pending = null; });
   form.addEventListener("submit", async (event) => {
@@ -138,20 +150,28 @@ function registerForm(onCreated) {
     fill(general);
     // What the API would clean anyway (whitespace, digits from pasted numbered FASTA lines).
     const clean = (s) => s.replace(/[\s\d]+/g, "");
-    const body = { name: name.value.trim(), vh: clean(vh.value), vl: clean(vl.value) };
+    const body = { name: name.value.trim() };
+    if (clean(scfv.value)) {
+      body.scfv = clean(scfv.value);
+      if (clean(vh.value)) body.vh = clean(vh.value);
+      if (clean(vl.value)) body.vl = clean(vl.value);
+    } else {
+      body.vh = clean(vh.value);
+      if (clean(vl.value)) body.vl = clean(vl.value);
+    }
     pending = pending || newIdempotencyKey();
     button.disabled = true;
     try {
       const { body: variant } = await post("/v1/variants", body, { idempotencyKey: pending });
       pending = null;
       form.reset();
-      fill(general, notice("ok", "Registered ", link(`/humanize?variant=${variant.id}`, variant.name), ` (${variant.vl_chain_type} light chain). `, link(`/humanize?variant=${variant.id}`, "Humanize it →")));
+      fill(general, notice("ok", "Registered ", link(`/humanize?variant=${variant.id}`, variant.name), ` (${variantKind(variant)}). `, link(`/humanize?variant=${variant.id}`, "Humanize it →")));
       onCreated(variant);
     } catch (e) {
       const field = e instanceof ApiError ? fieldOf(e.detail) : null;
       if (field && (e.status === 422 || e.status === 400)) {
         errors[field].textContent = e.detail;
-        ({ name, vh, vl })[field].focus();
+        ({ name, vh, vl, scfv })[field].focus();
       } else {
         fill(general, notice("error", problemText(e)));
       }
@@ -225,9 +245,9 @@ function variantTable(page, { selectable = false, selected = new Set(), onDelete
       return h("tr", { dataset: { id: v.id } },
         selectable ? h("td", {}, box) : null,
         h("td", { class: "name" }, selectable ? h("label", { for: `pick-${v.id}` }, v.name) : v.name),
-        h("td", {}, v.vl_chain_type),
+        h("td", {}, v.vl_chain_type || "single domain", v.scfv ? " (scFv)" : ""),
         h("td", { class: "num" }, String(v.vh.length)),
-        h("td", { class: "num" }, String(v.vl.length)),
+        h("td", { class: "num" }, v.vl ? String(v.vl.length) : "—"),
         h("td", {}, time(v.created_at)),
         h("td", {}, shortId(v.id)),
         h("td", {}, actions));
