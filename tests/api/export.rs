@@ -2,11 +2,9 @@
 //! designs as a file, equal to what the job's envelope holds; the XLSX is read back with
 //! calamine. `veneer humanize --format csv|fasta|xlsx` writes the same files offline.
 
-mod api_common;
-
 use std::io::Cursor;
 
-use api_common::{BIN, Server, VH, VL};
+use crate::common::{BIN, Server, VH, VL};
 use calamine::{Data, DataType, Reader, Xlsx};
 use serde_json::{Value, json};
 
@@ -25,7 +23,7 @@ fn completed_job(s: &Server) -> Value {
     r.json
 }
 
-fn export(s: &Server, id: &str, format: &str) -> api_common::Resp {
+fn export(s: &Server, id: &str, format: &str) -> crate::common::Resp {
     s.get(&format!("/v1/humanizations/{id}/export?format={format}"))
 }
 

@@ -1,4 +1,4 @@
-//! Shared by the `api_*` tests: start the real `veneer` binary on a free port with a fresh
+//! Shared by the API test modules: start the real `veneer` binary on a free port with a fresh
 //! database, and talk HTTP/1.1 to it with a small blocking client (one connection per
 //! request, `Connection: close`), so the tests exercise exactly what a user's curl does.
 

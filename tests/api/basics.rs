@@ -1,8 +1,6 @@
 //! Conventions, errors, auth, organizations, credits and variants, against the real binary.
 
-mod api_common;
-
-use api_common::{Server, VH, VL};
+use crate::common::{Server, VH, VL};
 use serde_json::json;
 
 #[test]

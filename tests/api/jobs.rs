@@ -1,13 +1,11 @@
 //! Humanization jobs and the generic /v1/jobs routes: submit, wait, credits, idempotency,
 //! cancellation of pending and running jobs, pause/resume and fairness.
 
-mod api_common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_common::{Server, id_of};
+use crate::common::{Server, id_of};
 use serde_json::{Value, json};
 
 fn ledger_for(s: &Server, job: &str) -> Vec<Value> {
@@ -78,7 +76,7 @@ fn a_submit_is_accepted_debited_once_and_completes_with_results() {
         ] {
             assert!(!result[field].is_null(), "{field} in {result}");
         }
-        assert_ne!(result["humanized_vh"], api_common::VH);
+        assert_ne!(result["humanized_vh"], crate::common::VH);
     }
     assert!(done["parental"].is_object());
 
@@ -158,7 +156,7 @@ fn insufficient_credits_is_402_and_creates_nothing_then_purchased_credits_are_us
     let v = as_lab(
         "POST",
         "/v1/variants",
-        Some(json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL})),
+        Some(json!({"name": "a", "vh": crate::common::VH, "vl": crate::common::VL})),
     );
     let variant = id_of(&v.json);
     let first = as_lab(
@@ -296,7 +294,7 @@ fn idempotency_keys_replay_refuse_mismatches_and_free_failed_requests() {
             .method("POST")
             .path("/v1/variants")
             .header("idempotency-key", key)
-            .json(&json!({ "name": name, "vh": api_common::VH, "vl": api_common::VL }))
+            .json(&json!({ "name": name, "vh": crate::common::VH, "vl": crate::common::VL }))
             .send()
     };
     let a = make("k-1", "same");
@@ -312,7 +310,7 @@ fn idempotency_keys_replay_refuse_mismatches_and_free_failed_requests() {
         .method("POST")
         .path("/v1/variants")
         .header("idempotency-key", "k-3")
-        .json(&json!({ "name": "x", "vh": "XXXX", "vl": api_common::VL }))
+        .json(&json!({ "name": "x", "vh": "XXXX", "vl": crate::common::VL }))
         .send();
     bad.problem(422, "invalid_sequence");
     assert_eq!(make("k-3", "x").status, 201);
@@ -381,7 +379,7 @@ fn twelve_concurrent_submits_with_one_key_make_one_job_and_one_debit() {
                     .method("POST")
                     .path("/v1/variants")
                     .header("idempotency-key", "variant-key")
-                    .json(&json!({ "name": "c", "vh": api_common::VH, "vl": api_common::VL }))
+                    .json(&json!({ "name": "c", "vh": crate::common::VH, "vl": crate::common::VL }))
                     .send()
             })
         })
@@ -646,7 +644,7 @@ fn one_labs_batch_does_not_starve_another_labs_single_job() {
     let v = as_other(
         "POST",
         "/v1/variants",
-        Some(json!({"name": "b", "vh": api_common::VH, "vl": api_common::VL})),
+        Some(json!({"name": "b", "vh": crate::common::VH, "vl": crate::common::VL})),
     );
     let single = id_of(
         &as_other(

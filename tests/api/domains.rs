@@ -3,13 +3,10 @@
 //! split into ANARCI's VH and VL domains with its linker and flanks. Sequences that are not an
 //! scFv, and bodies that mix the forms, are refused without creating anything or moving credits.
 
-mod api_common;
-mod oracle;
-
-use api_common::{Server, VH, VL};
+use crate::common::{Server, VH, VL};
 use serde_json::{Value, json};
 
-fn register(s: &Server, body: Value) -> api_common::Resp {
+fn register(s: &Server, body: Value) -> crate::common::Resp {
     s.post("/v1/variants", &body)
 }
 
@@ -25,7 +22,7 @@ fn balance(s: &Server) -> i64 {
 
 #[test]
 fn a_nanobody_registers_alone_and_grafts_as_abnumber_does() {
-    let chains = oracle::jsonl("abnumber_vhh_grafts.jsonl");
+    let chains = crate::oracle::jsonl("abnumber_vhh_grafts.jsonl");
     // A chain where the hallmark back-mutation changes the straight graft.
     let chain = chains
         .iter()
@@ -37,7 +34,7 @@ fn a_nanobody_registers_alone_and_grafts_as_abnumber_does() {
     for field in ["vl", "vl_chain_type", "scfv"] {
         assert!(r.json[field].is_null(), "{field}: {}", r.text);
     }
-    let variant = api_common::id_of(&r.json);
+    let variant = crate::common::id_of(&r.json);
     let before = balance(&s);
     let job = s
         .req()
@@ -86,7 +83,7 @@ const LAST_RESIDUE_PLACED_DIFFERENTLY: [(&str, isize); 3] = [
 #[test]
 fn an_scfv_is_split_into_anarcis_two_domains() {
     let s = Server::start(&["--write-rate", "1000", "--write-burst", "1000"]);
-    let records: Vec<Value> = oracle::jsonl("anarci_domains.jsonl")
+    let records: Vec<Value> = crate::oracle::jsonl("anarci_domains.jsonl")
         .into_iter()
         .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with("scfv_")))
         .collect();
@@ -147,7 +144,7 @@ fn an_scfv_is_split_into_anarcis_two_domains() {
         );
         assert_eq!(split["c_terminal"], seq[ends[1] + 1..], "{name}");
         // The split is stored with the variant.
-        let again = s.get(&format!("/v1/variants/{}", api_common::id_of(&r.json)));
+        let again = s.get(&format!("/v1/variants/{}", crate::common::id_of(&r.json)));
         assert_eq!(again.json["scfv"], *split, "{name}");
     }
     assert_eq!(differ, LAST_RESIDUE_PLACED_DIFFERENTLY.len());
@@ -156,7 +153,7 @@ fn an_scfv_is_split_into_anarcis_two_domains() {
 #[test]
 fn what_is_not_one_scfv_is_refused_and_nothing_is_created() {
     let s = Server::start(&[]);
-    let multi = oracle::jsonl("anarci_domains.jsonl");
+    let multi = crate::oracle::jsonl("anarci_domains.jsonl");
     let by_prefix = |p: &str| {
         multi
             .iter()

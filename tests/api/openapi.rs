@@ -2,12 +2,10 @@
 //! documented route answers with exactly the documented methods, and every field the live
 //! server sends is declared in the schema it is documented with (and every required one sent).
 
-mod api_common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use api_common::Server;
+use crate::common::Server;
 use serde_json::{Value, json};
 
 /// SPEC.md's routes with the statuses each can answer (besides the common 400/401/403/405/429/503).
@@ -233,7 +231,7 @@ fn every_documented_path_answers_with_exactly_its_documented_methods() {
 fn live_responses_match_their_documented_schemas() {
     let s = Server::start(&["--stage-delay-ms", "300"]);
     let doc = s.req().key(None).path("/openapi.json").send().json;
-    let check = |method: &str, path: &str, r: &api_common::Resp| {
+    let check = |method: &str, path: &str, r: &crate::common::Resp| {
         let schema = response_schema(&doc, method, path, r.status);
         check_fields(
             &doc,
@@ -245,7 +243,7 @@ fn live_responses_match_their_documented_schemas() {
     check("get", "/v1/organization", &s.get("/v1/organization"));
     let v = s.post(
         "/v1/variants",
-        &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}),
+        &json!({"name": "a", "vh": crate::common::VH, "vl": crate::common::VL}),
     );
     check("post", "/v1/variants", &v);
     let variant = v.json["id"].as_str().expect("id").to_string();
@@ -257,8 +255,8 @@ fn live_responses_match_their_documented_schemas() {
     check("get", "/v1/variants", &s.get("/v1/variants"));
     let csv = format!(
         "name,vh,vl\nb,{},{}\nc,EVQ!,DIQ\n",
-        api_common::VH,
-        api_common::VL
+        crate::common::VH,
+        crate::common::VL
     );
     check(
         "post",
@@ -322,7 +320,7 @@ fn live_responses_match_their_documented_schemas() {
         .key(Some(&broke))
         .method("POST")
         .path("/v1/variants")
-        .json(&json!({"name": "b", "vh": api_common::VH, "vl": api_common::VL}))
+        .json(&json!({"name": "b", "vh": crate::common::VH, "vl": crate::common::VL}))
         .send();
     let p = s
         .req()

@@ -5,15 +5,13 @@
 //! - each job is debited once and refunded exactly when it did not complete;
 //! - the ledger sums to the cached balance, and balance = grants − cost of completed jobs.
 
-mod api_common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use api_common::{Server, id_of};
+use crate::common::{Server, id_of};
 use serde_json::{Value, json};
 
 /// One request that may fail in any way (the server can die mid-request): `None` unless a

@@ -1,14 +1,12 @@
 //! 503 `unavailable` from outside: a request that is still arriving when the server starts
 //! shutting down is answered with the problem, not dropped (SPEC.md §2, §10).
 
-mod api_common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use api_common::Server;
+use crate::common::Server;
 
 #[test]
 fn a_request_arriving_during_shutdown_gets_503_unavailable() {

@@ -2,13 +2,11 @@
 //! hundreds of idle connections. None of them may crash the server or stop it answering
 //! the others.
 
-mod api_common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use api_common::Server;
+use crate::common::Server;
 
 /// Writes `raw` on a new connection and reads whatever comes back until the server closes
 /// (or `within` passes). Returns the bytes read; a reset counts as a close.

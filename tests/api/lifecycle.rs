@@ -1,11 +1,9 @@
 //! The process around the API: graceful shutdown, recovery after restart, rate limits, the
 //! persisted quota, and the admin commands' exact output.
 
-mod api_common;
-
 use std::time::{Duration, Instant};
 
-use api_common::{Server, id_of};
+use crate::common::{Server, id_of};
 use serde_json::json;
 
 #[test]
@@ -107,14 +105,14 @@ fn rate_limits_answer_429_with_retry_after_and_headers() {
     // Writes have their own bucket.
     let r = s.post(
         "/v1/variants",
-        &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}),
+        &json!({"name": "a", "vh": crate::common::VH, "vl": crate::common::VL}),
     );
     assert_eq!(r.status, 201);
     assert_eq!(r.header("x-ratelimit-limit"), Some("1"));
     let first = r.json.clone();
     let r = s.post(
         "/v1/variants",
-        &json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL}),
+        &json!({"name": "a", "vh": crate::common::VH, "vl": crate::common::VL}),
     );
     r.problem(429, "rate_limited");
     // Another key has its own buckets.
@@ -143,7 +141,7 @@ fn rate_limits_answer_429_with_retry_after_and_headers() {
 #[test]
 fn the_daily_write_quota_survives_a_restart() {
     let mut s = Server::start(&["--daily-write-quota", "2"]);
-    let body = json!({"name": "a", "vh": api_common::VH, "vl": api_common::VL});
+    let body = json!({"name": "a", "vh": crate::common::VH, "vl": crate::common::VL});
     assert_eq!(s.post("/v1/variants", &body).status, 201);
     assert_eq!(s.post("/v1/variants", &body).status, 201);
     let r = s.post("/v1/variants", &body);
@@ -164,12 +162,12 @@ fn the_daily_write_quota_survives_a_restart() {
 fn admin_commands_print_what_spec_says() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("admin.db");
-    let (ok, org) = api_common::admin(&db, &["orgs", "create", "Lab One", "--credits", "7"]);
+    let (ok, org) = crate::common::admin(&db, &["orgs", "create", "Lab One", "--credits", "7"]);
     assert!(ok);
     let org = org.trim_end_matches('\n');
     assert_eq!(org.len(), 36, "a lone UUID: {org:?}");
     assert!(!org.contains('\n'));
-    let (ok, key) = api_common::admin(
+    let (ok, key) = crate::common::admin(
         &db,
         &[
             "keys",
@@ -183,30 +181,30 @@ fn admin_commands_print_what_spec_says() {
     assert!(ok);
     assert_eq!(key.lines().count(), 1);
     assert!(key.starts_with("vnr_") && key.trim().len() >= 36, "{key}");
-    let (ok, keys) = api_common::admin(&db, &["keys", "list", "--org", org]);
+    let (ok, keys) = crate::common::admin(&db, &["keys", "list", "--org", org]);
     assert!(ok);
     assert!(
         keys.contains("variants:read,jobs:read") && keys.contains("active"),
         "{keys}"
     );
-    let (ok, _) = api_common::admin(
+    let (ok, _) = crate::common::admin(
         &db,
         &["keys", "create", "--org", org, "--scopes", "everything"],
     );
     assert!(!ok, "unknown scopes are refused");
-    let (ok, _) = api_common::admin(&db, &["keys", "create", "--org", "nope"]);
+    let (ok, _) = crate::common::admin(&db, &["keys", "create", "--org", "nope"]);
     assert!(!ok);
     let (ok, balance) =
-        api_common::admin(&db, &["credits", "grant", "--org", org, "--amount", "3"]);
+        crate::common::admin(&db, &["credits", "grant", "--org", org, "--amount", "3"]);
     assert!(ok);
     assert_eq!(balance, "10\n");
-    let (ok, orgs) = api_common::admin(&db, &["orgs", "list"]);
+    let (ok, orgs) = crate::common::admin(&db, &["orgs", "list"]);
     assert!(ok);
     assert!(
         orgs.starts_with(&format!("{org}\tLab One\t10\t10\t0\t")),
         "{orgs}"
     );
-    let (ok, ledger) = api_common::admin(&db, &["credits", "ledger", "--org", org]);
+    let (ok, ledger) = crate::common::admin(&db, &["credits", "ledger", "--org", org]);
     assert!(ok);
     assert_eq!(ledger.lines().count(), 2);
     assert!(ledger.lines().all(|l| l.contains("\tgrant\t")));
@@ -217,13 +215,13 @@ fn admin_commands_print_what_spec_says() {
         &csv,
         format!(
             "name,vh,vl\nok1,{},{}\nbad,EVQLXX,{}\n",
-            api_common::VH,
-            api_common::VL,
-            api_common::VL
+            crate::common::VH,
+            crate::common::VL,
+            crate::common::VL
         ),
     )
     .expect("write");
-    let out = std::process::Command::new(api_common::BIN)
+    let out = std::process::Command::new(crate::common::BIN)
         .arg("--db")
         .arg(&db)
         .args(["variants", "import", "--org", org])
@@ -238,10 +236,14 @@ fn admin_commands_print_what_spec_says() {
     let fasta = dir.path().join("v.fa");
     std::fs::write(
         &fasta,
-        format!(">ab1 VH\n{}\n>ab1 VL\n{}\n", api_common::VH, api_common::VL),
+        format!(
+            ">ab1 VH\n{}\n>ab1 VL\n{}\n",
+            crate::common::VH,
+            crate::common::VL
+        ),
     )
     .expect("write");
-    let (ok, imported) = api_common::admin(
+    let (ok, imported) = crate::common::admin(
         &db,
         &[
             "variants",
@@ -254,23 +256,23 @@ fn admin_commands_print_what_spec_says() {
     assert!(ok);
     assert!(imported.trim_end().ends_with("\tab1"));
 
-    let (ok, out) = api_common::admin(&db, &["queue", "pause"]);
+    let (ok, out) = crate::common::admin(&db, &["queue", "pause"]);
     assert!(ok && out == "paused\n");
-    let (ok, out) = api_common::admin(&db, &["queue", "resume"]);
+    let (ok, out) = crate::common::admin(&db, &["queue", "resume"]);
     assert!(ok && out == "resumed\n");
 
     // Backup: a consistent copy another process can open and read.
     let copy = dir.path().join("copy.db");
-    let (ok, _) = api_common::admin(&db, &["backup", copy.to_str().expect("path")]);
+    let (ok, _) = crate::common::admin(&db, &["backup", copy.to_str().expect("path")]);
     assert!(ok);
-    let (ok, orgs_in_copy) = api_common::admin(&copy, &["orgs", "list"]);
+    let (ok, orgs_in_copy) = crate::common::admin(&copy, &["orgs", "list"]);
     assert!(ok);
     assert_eq!(orgs_in_copy, orgs);
-    let (ok, _) = api_common::admin(&db, &["backup", copy.to_str().expect("path")]);
+    let (ok, _) = crate::common::admin(&db, &["backup", copy.to_str().expect("path")]);
     assert!(!ok, "an existing file is not overwritten");
 
     // VENEER_DB names the database too.
-    let out = std::process::Command::new(api_common::BIN)
+    let out = std::process::Command::new(crate::common::BIN)
         .env("VENEER_DB", &db)
         .args(["orgs", "list"])
         .output()

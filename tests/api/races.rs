@@ -2,12 +2,10 @@
 //! invariant under all of it — every job ends once, is debited once, refunded at most once,
 //! and the cached balances equal the ledger.
 
-mod api_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_common::{Server, id_of};
+use crate::common::{Server, id_of};
 use serde_json::{Value, json};
 
 #[test]
@@ -66,7 +64,7 @@ fn a_failing_pipeline_ends_failed_with_a_problem_and_one_refund() {
 fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
     let args: Vec<&str> = ["--workers", "8", "--stage-delay-ms", "3"]
         .into_iter()
-        .chain(api_common::FAST)
+        .chain(crate::common::FAST)
         .collect();
     let s = Arc::new(Server::start(&args));
     let variant = s.create_variant("v");
@@ -186,13 +184,13 @@ fn full_ledger(s: &Server) -> Vec<Value> {
 #[test]
 fn a_key_whose_first_request_is_in_flight_is_409_until_a_restart_drops_it() {
     let mut s = Server::start(&[]);
-    let body = json!({"name": "x", "vh": api_common::VH, "vl": api_common::VL});
+    let body = json!({"name": "x", "vh": crate::common::VH, "vl": crate::common::VL});
     // A first request in flight is a reservation without a response. Make one as the server
     // would (same canonical body, so the fingerprints agree) to hold the window open.
     let canonical = format!(
         "{{\"name\":\"x\",\"vh\":\"{}\",\"vl\":\"{}\"}}",
-        api_common::VH,
-        api_common::VL
+        crate::common::VH,
+        crate::common::VL
     );
     let fingerprint: String = {
         use sha2::Digest;

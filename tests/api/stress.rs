@@ -3,11 +3,9 @@
 //! are accepted as there were credits, a job is refunded at most once, and the cached balance
 //! equals the ledger.
 
-mod api_common;
-
 use std::sync::Arc;
 
-use api_common::{FAST, Server, id_of};
+use crate::common::{FAST, Server, id_of};
 use serde_json::{Value, json};
 
 fn args(extra: &[&'static str]) -> Vec<&'static str> {

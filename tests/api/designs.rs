@@ -1,12 +1,10 @@
 //! A submit that asks for designs: strategies with options (SPEC §6, SCIENCE.md), each a
 //! result entry carrying the options it ran with; refusals name the entry and the option.
 
-mod api_common;
-
-use api_common::{Server, VH, VL};
+use crate::common::{Server, VH, VL};
 use serde_json::{Value, json};
 
-fn submit(s: &Server, variant: &str, strategies: Value) -> api_common::Resp {
+fn submit(s: &Server, variant: &str, strategies: Value) -> crate::common::Resp {
     s.req()
         .method("POST")
         .path("/v1/humanizations")
@@ -56,7 +54,7 @@ fn designs_run_in_order_with_their_options() {
     );
 
     // The same as the offline command with the same designs.
-    let out = std::process::Command::new(api_common::BIN)
+    let out = std::process::Command::new(crate::common::BIN)
         .args([
             "humanize",
             "--vh",

@@ -2,9 +2,7 @@
 //! `veneer variants import`. Good records are registered, each bad one is reported with its
 //! reason and blocks none of the others; a file in neither format is refused whole.
 
-mod api_common;
-
-use api_common::{Server, VH, VL};
+use crate::common::{Server, VH, VL};
 use serde_json::json;
 
 #[test]

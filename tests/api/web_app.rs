@@ -9,14 +9,12 @@
 //! `chromium-driver` and sets `VENEER_REQUIRE_BROWSER=1`, so CI cannot skip it). Elsewhere the
 //! test says it is skipped when they are missing.
 
-mod api_common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api_common::{BIN, FAST, Server, VH, VL, id_of};
+use crate::common::{BIN, FAST, Server, VH, VL, id_of};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -838,7 +836,7 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         "{refusal}"
     );
 
-    let keys = api_common::admin(&server.db(), &["orgs", "list"]).1;
+    let keys = crate::common::admin(&server.db(), &["orgs", "list"]).1;
     assert!(keys.contains("Poor lab"));
     let org_id = server
         .as_key(&poor_key, "GET", "/v1/organization", None)
@@ -846,13 +844,13 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         .as_str()
         .expect("org id")
         .to_string();
-    let listed = api_common::admin(&server.db(), &["keys", "list", "--org", &org_id]).1;
+    let listed = crate::common::admin(&server.db(), &["keys", "list", "--org", &org_id]).1;
     let key_id = listed
         .split_whitespace()
         .find(|w| w.len() == 36 && w.contains('-'))
         .expect("a key id")
         .to_string();
-    assert!(api_common::admin(&server.db(), &["keys", "revoke", &key_id]).0);
+    assert!(crate::common::admin(&server.db(), &["keys", "revoke", &key_id]).0);
     b.goto("/jobs").await;
     expected_statuses.push(401);
     b.until(
