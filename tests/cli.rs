@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+mod oracle;
+
 const BIN: &str = env!("CARGO_BIN_EXE_veneer");
 
 // Campath-1H parental (rat) chains, from the Hu-mAb set (tests/fixtures/humab25/parental.fa).
@@ -46,14 +48,8 @@ fn write_temp(name: &str, text: &str) -> tempfile::TempPath {
 
 /// ANARCI's Kabat numbering of Campath VH, from the oracle fixture.
 fn anarci_kabat(name: &str) -> Vec<(String, String)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/anarci_numbering.jsonl"
-    );
-    let text = std::fs::read_to_string(path).expect("fixture");
-    let entry: Value = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+    let entry = oracle::jsonl("anarci_numbering.jsonl")
+        .into_iter()
         .find(|e| e["name"] == name)
         .expect("fixture entry");
     entry["kabat"]
@@ -460,14 +456,8 @@ fn number_prints_every_domain_of_a_multi_domain_sequence_as_anarci_finds_them() 
         String::from_utf8_lossy(&output.stderr)
     );
     let printed = lines(&output);
-    let path = format!(
-        "{}/tests/fixtures/anarci_domains.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let expected: Vec<(String, usize, Value)> = std::fs::read_to_string(&path)
-        .expect("fixture")
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+    let expected: Vec<(String, usize, Value)> = oracle::jsonl("anarci_domains.jsonl")
+        .into_iter()
         .flat_map(|r| {
             let domains = r["domains"].as_array().cloned().unwrap_or_default();
             let name = r["name"].as_str().unwrap_or("").to_string();

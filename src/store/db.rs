@@ -231,16 +231,15 @@ mod tests {
 
     /// Every table's columns (name, type, not-null, default, primary key) and every index name.
     fn shape(conn: &Connection) -> Vec<String> {
-        let mut names: Vec<(String, String)> = conn
+        let names: Vec<(String, String)> = conn
             .prepare(
-                "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+                "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
             )
             .and_then(|mut s| {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()
             })
             .expect("sqlite_master");
-        names.sort();
         let mut out = Vec::new();
         for (kind, name) in names {
             out.push(format!("{kind} {name}"));

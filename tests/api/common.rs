@@ -154,6 +154,13 @@ impl Server {
         admin(&self.db(), args)
     }
 
+    /// The organization's credit balance.
+    pub fn balance(&self) -> i64 {
+        self.get("/v1/organization").json["credit_balance"]
+            .as_i64()
+            .expect("balance")
+    }
+
     pub fn create_variant(&self, name: &str) -> String {
         let r = self.post(
             "/v1/variants",

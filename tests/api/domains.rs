@@ -14,12 +14,6 @@ fn variant_count(s: &Server) -> usize {
     s.all_pages(&s.key, "/v1/variants").len()
 }
 
-fn balance(s: &Server) -> i64 {
-    s.get("/v1/organization").json["credit_balance"]
-        .as_i64()
-        .expect("balance")
-}
-
 #[test]
 fn a_nanobody_registers_alone_and_grafts_as_abnumber_does() {
     let chains = crate::oracle::jsonl("abnumber_vhh_grafts.jsonl");
@@ -35,7 +29,7 @@ fn a_nanobody_registers_alone_and_grafts_as_abnumber_does() {
         assert!(r.json[field].is_null(), "{field}: {}", r.text);
     }
     let variant = crate::common::id_of(&r.json);
-    let before = balance(&s);
+    let before = s.balance();
     let job = s
         .req()
         .method("POST")
@@ -67,7 +61,7 @@ fn a_nanobody_registers_alone_and_grafts_as_abnumber_does() {
         );
     }
     assert!(job.json["parental"]["oasis_residue_scores"]["vl"].is_null());
-    assert_eq!(balance(&s), before - 1, "one credit per submit");
+    assert_eq!(s.balance(), before - 1, "one credit per submit");
 }
 
 /// The documented differences (README, Differences): the last residue of these second domains
@@ -162,7 +156,7 @@ fn what_is_not_one_scfv_is_refused_and_nothing_is_created() {
             .expect("record")
             .to_string()
     };
-    let (count, credits) = (variant_count(&s), balance(&s));
+    let (count, credits) = (variant_count(&s), s.balance());
     let scfv = format!("{VH}GGGGSGGGGSGGGGS{VL}");
     let cases = [
         (
@@ -204,7 +198,7 @@ fn what_is_not_one_scfv_is_refused_and_nothing_is_created() {
         r.text
     );
     assert_eq!(variant_count(&s), count, "nothing created");
-    assert_eq!(balance(&s), credits, "no credit moved");
+    assert_eq!(s.balance(), credits, "no credit moved");
 }
 
 #[test]

@@ -15,12 +15,6 @@ fn ledger_for(s: &Server, job: &str) -> Vec<Value> {
         .collect()
 }
 
-fn balance(s: &Server) -> i64 {
-    s.get("/v1/organization").json["credit_balance"]
-        .as_i64()
-        .expect("balance")
-}
-
 #[test]
 fn a_submit_is_accepted_debited_once_and_completes_with_results() {
     let s = Server::start(&[]);
@@ -86,7 +80,7 @@ fn a_submit_is_accepted_debited_once_and_completes_with_results() {
     assert_eq!(entries[0]["reason"], "debit");
     assert_eq!(entries[0]["delta"], -1);
     assert_eq!(entries[0]["bucket"], "subscription");
-    assert_eq!(balance(&s), 99);
+    assert_eq!(s.balance(), 99);
     let sum: i64 = s.ledger().iter().filter_map(|e| e["delta"].as_i64()).sum();
     assert_eq!(sum, 99);
 
@@ -368,7 +362,7 @@ fn twelve_concurrent_submits_with_one_key_make_one_job_and_one_debit() {
         .filter(|e| e["reason"] == "debit")
         .collect();
     assert_eq!(debits.len(), 1);
-    assert_eq!(balance(&s), 99);
+    assert_eq!(s.balance(), 99);
 
     // The same for variants, whose key is reserved while the chains are numbered.
     let threads: Vec<_> = (0..12)
@@ -409,7 +403,7 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     let s = Server::start(&["--paused"]);
     let variant = s.create_variant("v");
     let id = id_of(&s.submit(&variant).json);
-    assert_eq!(balance(&s), 99);
+    assert_eq!(s.balance(), 99);
     let r = s
         .req()
         .method("POST")
@@ -419,7 +413,7 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     assert_eq!(r.json["status"], "canceled");
     assert!(r.json["canceled_at"].is_string());
     assert!(r.json["results"].is_null() && r.json["completed_at"].is_null());
-    assert_eq!(balance(&s), 100);
+    assert_eq!(s.balance(), 100);
     let entries = ledger_for(&s, &id);
     assert_eq!(
         entries.iter().filter(|e| e["reason"] == "refund").count(),
@@ -513,7 +507,7 @@ fn a_running_job_is_canceled_mid_pipeline_and_refunded_exactly_once() {
         "{entries:?}"
     );
     assert_eq!(entries.len(), 2);
-    assert_eq!(balance(&s), 100);
+    assert_eq!(s.balance(), 100);
 
     // The generic route signals a running job with 202; polling shows it canceled.
     let id2 = id_of(&s.submit(&variant).json);
