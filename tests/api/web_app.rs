@@ -273,8 +273,18 @@ fn humanize_offline() -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
-fn screenshot_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/job.png")
+/// Where a screen's screenshot is written for a person to look at (`job`, `variants`).
+fn screenshot_path(screen: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/screenshots/{screen}.png"))
+}
+
+/// Writes the window as it is now to `screenshot_path(screen)`.
+async fn save_screenshot(b: &Browser, screen: &str) {
+    let png = b.client.screenshot().await.expect("screenshot");
+    let path = screenshot_path(screen);
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("screenshot dir");
+    std::fs::write(&path, &png).expect("write screenshot");
+    eprintln!("web_app: {screen} screenshot at {}", path.display());
 }
 
 fn browser_available() -> bool {
@@ -476,6 +486,12 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         "the variants table lists the nanobody as a single domain",
     )
     .await;
+    b.js(
+        "document.querySelector('#variants')?.scrollIntoView(); return true",
+        vec![],
+    )
+    .await;
+    save_screenshot(&b, "variants").await;
 
     // ---- import: good records in, bad ones listed with their reasons ----
     let dir = tempfile::tempdir().expect("tempdir");
@@ -726,12 +742,8 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let png = b.client.screenshot().await.expect("screenshot");
+    save_screenshot(&b, "job").await;
     b.client.set_window_size(1280, 1000).await.expect("resize");
-    let path = screenshot_path();
-    std::fs::create_dir_all(path.parent().expect("dir")).expect("screenshot dir");
-    std::fs::write(&path, &png).expect("write screenshot");
-    eprintln!("web_app: job page screenshot at {}", path.display());
 
     // ---- cancel a running job from the page; the ledger shows the refund ----
     let cancel_id = b.submit_until_running(&xss_id).await;
