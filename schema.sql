@@ -65,7 +65,17 @@ CREATE TABLE jobs (
     -- JSON problem object, only when failed.
     error       TEXT,
     -- Milliseconds the pipeline took, for the duration histogram; NULL unless completed.
-    duration_ms INTEGER
+    duration_ms INTEGER,
+    -- How many times the job was claimed. Every write of a running job is guarded by
+    -- `status = 'running' AND attempt = <the claimer's>`, so a holder that lost the job
+    -- (rescued after its lease ran out) can change nothing.
+    attempt     INTEGER NOT NULL DEFAULT 0,
+    -- The runner holding a running job, and until when (unix milliseconds; renewed by its
+    -- heartbeat).
+    lease_owner TEXT,
+    lease_expires_at INTEGER,
+    -- When a client asked to cancel the running job; the holder stops it and refunds.
+    cancel_requested_at TEXT
 );
 CREATE INDEX jobs_queue ON jobs(status, org_id, id);
 CREATE INDEX jobs_org ON jobs(org_id, id);

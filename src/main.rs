@@ -20,9 +20,10 @@ use veneer::store::oasis_db::OasisDb;
     about = "Antibody humanization: numbering, CDR grafting, humanness and liabilities"
 )]
 struct Cli {
-    /// The service database (created on first use).
+    /// The service database: a SQLite file (created on first use) or a PostgreSQL URL
+    /// (`postgres://user:password@host:port/name`, shared by many `serve` nodes).
     #[arg(long, global = true, env = "VENEER_DB", default_value = "./veneer.db")]
-    db: std::path::PathBuf,
+    db: String,
     #[command(subcommand)]
     command: Command,
 }

@@ -1,7 +1,8 @@
 //! The administrator's commands (SPEC §11): organizations, keys, credits, bulk variant import,
-//! queue pause/resume and backups. They work on the database file directly, so they run with
-//! or without a server; a running server sees their changes (WAL readers, and the queue
-//! setting is polled every 400 ms).
+//! queue pause/resume, backups and the move to PostgreSQL. They work on the database directly
+//! (the SQLite file or the PostgreSQL URL of `--db`), so they run with or without a server; a
+//! running server sees their changes (keys are read per request; the queue setting is polled
+//! every 400 ms, and announced at once on PostgreSQL).
 //!
 //! Stdout carries only results in the forms SPEC.md fixes (an id, a key, alone on their line)
 //! or tab-separated rows; messages go to stderr.
@@ -14,10 +15,7 @@ use clap::Subcommand;
 use crate::input::read_antibodies;
 use crate::service::keys;
 use crate::service::submit::validate_chains;
-use crate::store::accounts::{self, Bucket};
-use crate::store::db::{Db, StoreError, new_id, now};
-use crate::store::requests;
-use crate::store::variants::{self, VariantRow};
+use crate::store::{Bucket, QUEUE_PAUSED, Store, StoreError, VariantRow, new_id, now};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -40,6 +38,17 @@ pub enum AdminCommand {
     Backup {
         /// Where to write the copy.
         dest: String,
+    },
+    /// Moves a SQLite database into a new, empty PostgreSQL database, checked by the row
+    /// count of every table and every organization's ledger sums; prints one
+    /// `table<TAB>rows` line per table.
+    Migrate {
+        /// The SQLite database file (stop its server first).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database, `postgres://user:password@host:port/name`.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -116,10 +125,27 @@ fn parse_bucket(s: &str) -> Result<Bucket, String> {
 }
 
 /// Runs one admin command; `Err` is a one-line reason for stderr.
-pub fn run(db_path: &Path, command: AdminCommand, out: &mut impl Write) -> Result<(), String> {
-    let db = Db::open(db_path, 2).map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
+pub fn run(db: &str, command: AdminCommand, out: &mut impl Write) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(run_async(db, command, out))
+}
+
+async fn open(db: &str) -> Result<Store, String> {
+    Store::open(db, 2)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", super::serve::display_db(db)))
+}
+
+async fn run_async(db: &str, command: AdminCommand, out: &mut impl Write) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     let store = |e: StoreError| e.to_string();
+    if let AdminCommand::Migrate { from, to } = &command {
+        return migrate(from, to, out).await;
+    }
+    let db = open(db).await?;
     match command {
         AdminCommand::Orgs(OrgsCommand::Create { name, credits }) => {
             if name.trim().is_empty() {
@@ -128,22 +154,11 @@ pub fn run(db_path: &Path, command: AdminCommand, out: &mut impl Write) -> Resul
             if credits < 0 {
                 return Err("--credits must not be negative".into());
             }
-            let org = db
-                .write(|tx| {
-                    let org = accounts::create_org(tx, name.trim())?;
-                    if credits > 0 {
-                        accounts::grant(tx, &org.id, Bucket::Subscription, credits)?;
-                    }
-                    Ok::<_, StoreError>(org)
-                })
-                .map_err(store)?;
+            let org = db.create_org(name.trim(), credits).await.map_err(store)?;
             writeln!(out, "{}", org.id).map_err(io)?;
         }
         AdminCommand::Orgs(OrgsCommand::List) => {
-            let orgs = db
-                .read(|c| accounts::list_orgs(c).map_err(StoreError::from))
-                .map_err(store)?;
-            for o in orgs {
+            for o in db.list_orgs().await.map_err(store)? {
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}\t{}",
@@ -162,16 +177,13 @@ pub fn run(db_path: &Path, command: AdminCommand, out: &mut impl Write) -> Resul
                 Some(list) => keys::parse_scopes(&list)?,
                 None => keys::SCOPES.iter().map(|s| s.to_string()).collect(),
             };
-            require_org(&db, &org)?;
-            let (_, secret) = keys::create(&db, &org, &scopes).map_err(store)?;
+            require_org(&db, &org).await?;
+            let (_, secret) = keys::create(&db, &org, &scopes).await.map_err(store)?;
             writeln!(out, "{secret}").map_err(io)?;
         }
         AdminCommand::Keys(KeysCommand::List { org }) => {
-            require_org(&db, &org)?;
-            let rows = db
-                .read(|c| accounts::list_keys(c, &org).map_err(StoreError::from))
-                .map_err(store)?;
-            for k in rows {
+            require_org(&db, &org).await?;
+            for k in db.list_keys(&org).await.map_err(store)? {
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}",
@@ -185,10 +197,7 @@ pub fn run(db_path: &Path, command: AdminCommand, out: &mut impl Write) -> Resul
             }
         }
         AdminCommand::Keys(KeysCommand::Revoke { key_id }) => {
-            let found = db
-                .write(|tx| accounts::revoke_key(tx, &key_id).map_err(StoreError::from))
-                .map_err(store)?;
-            if !found {
+            if !db.revoke_key(&key_id).await.map_err(store)? {
                 return Err(format!("no key with id {key_id}"));
             }
             writeln!(out, "{key_id}").map_err(io)?;
@@ -202,26 +211,19 @@ pub fn run(db_path: &Path, command: AdminCommand, out: &mut impl Write) -> Resul
                 return Err("--amount must be a positive number of credits".into());
             }
             let balance = db
-                .write(|tx| {
-                    if accounts::get_org(tx, &org)?.is_none() {
-                        return Ok(None);
-                    }
-                    accounts::grant(tx, &org, bucket, amount)?;
-                    Ok::<_, StoreError>(accounts::get_org(tx, &org)?.map(|o| o.balance()))
-                })
+                .grant(&org, bucket, amount)
+                .await
                 .map_err(store)?
                 .ok_or_else(|| format!("no organization with id {org}"))?;
             writeln!(out, "{balance}").map_err(io)?;
         }
         AdminCommand::Credits(CreditsCommand::Ledger { org }) => {
-            require_org(&db, &org)?;
+            require_org(&db, &org).await?;
             let mut before: Option<String> = None;
             loop {
                 let page = db
-                    .read(|c| {
-                        accounts::ledger_page(c, &org, before.as_deref(), 500)
-                            .map_err(StoreError::from)
-                    })
+                    .ledger_page(&org, before.as_deref(), 500)
+                    .await
                     .map_err(store)?;
                 for e in &page {
                     writeln!(
@@ -243,35 +245,58 @@ pub fn run(db_path: &Path, command: AdminCommand, out: &mut impl Write) -> Resul
             }
         }
         AdminCommand::Variants(VariantsCommand::Import { org, file }) => {
-            require_org(&db, &org)?;
-            return import_variants(&db, &org, &file, out);
+            require_org(&db, &org).await?;
+            return import_variants(&db, &org, &file, out).await;
         }
         AdminCommand::Queue(command) => {
             let (value, word) = match command {
                 QueueCommand::Pause => ("1", "paused"),
                 QueueCommand::Resume => ("0", "resumed"),
             };
-            db.write(|tx| {
-                requests::set_setting(tx, requests::QUEUE_PAUSED, value).map_err(StoreError::from)
-            })
-            .map_err(store)?;
+            db.set_setting(QUEUE_PAUSED, value).await.map_err(store)?;
             writeln!(out, "{word}").map_err(io)?;
         }
         AdminCommand::Backup { dest } => {
             if Path::new(&dest).exists() {
                 return Err(format!("{dest} exists; choose a new file"));
             }
-            db.backup_to(&dest).map_err(store)?;
+            db.backup_to(&dest).await.map_err(store)?;
             writeln!(out, "{dest}").map_err(io)?;
         }
+        AdminCommand::Migrate { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
 
-fn require_org(db: &Db, org: &str) -> Result<(), String> {
-    let found = db
-        .read(|c| accounts::get_org(c, org).map_err(StoreError::from))
+async fn migrate(from: &str, to: &str, out: &mut impl Write) -> Result<(), String> {
+    if crate::store::is_postgres_url(from) {
+        return Err("--from must be a SQLite database file, not a URL".into());
+    }
+    if !Path::new(from).is_file() {
+        return Err(format!("{from}: no such database file"));
+    }
+    if !crate::store::is_postgres_url(to) {
+        return Err("--to must be a postgres:// URL".into());
+    }
+    let source = open(from).await?;
+    let target = open(to).await?;
+    let census = crate::store::migrate::migrate(&source, &target)
+        .await
         .map_err(|e| e.to_string())?;
+    for (table, rows) in &census.tables {
+        writeln!(out, "{table}\t{rows}").map_err(|e| e.to_string())?;
+    }
+    eprintln!(
+        "veneer: moved {} into {}; every table's row count and {} organization(s)' ledger sums match",
+        from,
+        super::serve::display_db(to),
+        census.ledger_sums.len()
+    );
+    Ok(())
+}
+
+async fn require_org(db: &Store, org: &str) -> Result<(), String> {
+    let found = db.get_org(org).await.map_err(|e| e.to_string())?;
     found
         .map(|_| ())
         .ok_or_else(|| format!("no organization with id {org}"))
@@ -279,7 +304,12 @@ fn require_org(db: &Db, org: &str) -> Result<(), String> {
 
 /// Imports every valid record in one transaction; invalid ones are reported on stderr and
 /// make the command exit non-zero, without blocking the valid ones.
-fn import_variants(db: &Db, org: &str, file: &str, out: &mut impl Write) -> Result<(), String> {
+async fn import_variants(
+    db: &Store,
+    org: &str,
+    file: &str,
+    out: &mut impl Write,
+) -> Result<(), String> {
     let records = read_antibodies(file).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     let mut failed = 0;
@@ -305,13 +335,9 @@ fn import_variants(db: &Db, org: &str, file: &str, out: &mut impl Write) -> Resu
             }
         }
     }
-    db.write(|tx| {
-        for row in &rows {
-            variants::insert(tx, row)?;
-        }
-        Ok::<_, StoreError>(())
-    })
-    .map_err(|e| e.to_string())?;
+    db.insert_variants(rows.clone(), None)
+        .await
+        .map_err(|e| e.to_string())?;
     for row in &rows {
         writeln!(out, "{}\t{}", row.id, row.name).map_err(|e| e.to_string())?;
     }

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +16,8 @@ use crate::http::limits::{Rate, RateLimiter};
 use crate::http::{self, App, Config};
 use crate::runner::{Runner, RunnerConfig};
 use crate::service::keys;
-use crate::store::accounts::{self, Bucket};
-use crate::store::db::{Db, StoreError};
 use crate::store::oasis_db::OasisDb;
-use crate::store::requests;
+use crate::store::{QUEUE_PAUSED, Store, StoreError};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -63,6 +60,10 @@ pub struct ServeArgs {
     /// Credits the first-run default organization starts with.
     #[arg(long, default_value_t = 100)]
     pub starter_credits: i64,
+    /// Seconds a running job stays this node's without a heartbeat (renewed every third of
+    /// it); after that any node of a shared database puts it back in the queue.
+    #[arg(long, default_value_t = 10.0)]
+    pub job_lease_seconds: f64,
     /// Testing aid: sleep this long (cancellably) before each pipeline stage, so tests can
     /// catch a job mid-pipeline. Never needed in production.
     #[arg(long, default_value_t = 0, hide = true)]
@@ -89,28 +90,22 @@ fn peptides(args: &ServeArgs) -> Result<&'static dyn HumanPeptides, String> {
 
 /// On a database without organizations: a default one with starter credits and one key with
 /// every scope, whose secret is returned to be printed once.
-fn bootstrap(db: &Db, credits: i64) -> Result<Option<String>, StoreError> {
+async fn bootstrap(store: &Store, credits: i64) -> Result<Option<String>, StoreError> {
     let key = keys::generate();
-    let created = db.write(|tx| {
-        if accounts::count_orgs(tx)? > 0 {
-            return Ok::<_, StoreError>(false);
-        }
-        let org = accounts::create_org(tx, "default")?;
-        if credits > 0 {
-            accounts::grant(tx, &org.id, Bucket::Subscription, credits)?;
-        }
-        accounts::insert_key(tx, &org.id, &key.prefix, &key.hash, &keys::SCOPES.join(","))?;
-        Ok(true)
-    })?;
-    Ok(created.then_some(key.secret))
+    let scopes: Vec<String> = keys::SCOPES.iter().map(|s| s.to_string()).collect();
+    let created = store
+        .bootstrap("default", credits, key.stored(&scopes))
+        .await?;
+    Ok(created.map(|_| key.secret))
 }
 
-pub fn run(db_path: &Path, args: ServeArgs) -> Result<(), String> {
+pub fn run(db: &str, args: ServeArgs) -> Result<(), String> {
     for (flag, value, least) in [
         ("--read-rate", args.read_rate, f64::MIN_POSITIVE),
         ("--write-rate", args.write_rate, f64::MIN_POSITIVE),
         ("--read-burst", args.read_burst, 1.0),
         ("--write-burst", args.write_burst, 1.0),
+        ("--job-lease-seconds", args.job_lease_seconds, 0.3),
     ] {
         if !(value >= least && value.is_finite()) {
             return Err(format!(
@@ -137,42 +132,54 @@ pub fn run(db_path: &Path, args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(serve(db_path, args, workers))
+    runtime.block_on(serve(db, args, workers))
 }
 
-async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), String> {
-    let db = Db::open(db_path, (workers as u32 * 2).max(8))
-        .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
-    let recovered = Runner::recover(&db).map_err(|e| e.to_string())?;
-    if recovered > 0 {
+/// A database named for a message: a file's path as given, a URL without its password.
+pub fn display_db(db: &str) -> String {
+    crate::store::postgres::redact(db)
+}
+
+async fn serve(db: &str, args: ServeArgs, workers: usize) -> Result<(), String> {
+    let store = Store::open(db, (workers as u32 * 2).max(8))
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", display_db(db)))?;
+    let recovered = Runner::recover(&store).await.map_err(|e| e.to_string())?;
+    if recovered.requeued + recovered.canceled > 0 {
         tracing::info!(
-            jobs = recovered,
-            "put jobs left running by a previous process back to pending"
+            requeued = recovered.requeued,
+            canceled = recovered.canceled,
+            "recovered jobs left running by a stopped process"
         );
     }
     if args.paused {
-        db.write(|tx| {
-            requests::set_setting(tx, requests::QUEUE_PAUSED, "1").map_err(StoreError::from)
-        })
-        .map_err(|e| e.to_string())?;
+        store
+            .set_setting(QUEUE_PAUSED, "1")
+            .await
+            .map_err(|e| e.to_string())?;
     }
-    let paused = db
-        .read(|c| requests::get_setting(c, requests::QUEUE_PAUSED).map_err(StoreError::from))
+    let paused = store
+        .get_setting(QUEUE_PAUSED)
+        .await
         .map_err(|e| e.to_string())?
         .as_deref()
         == Some("1");
-    let bootstrap_key = bootstrap(&db, args.starter_credits).map_err(|e| e.to_string())?;
+    let bootstrap_key = bootstrap(&store, args.starter_credits)
+        .await
+        .map_err(|e| e.to_string())?;
     let strategies = args
         .strategies
         .clone()
         .map_or_else(|| Strategy::DEFAULT.to_vec(), |s| s.0);
     let runner = Runner::new(
-        Arc::clone(&db),
+        store.clone(),
         RunnerConfig {
             workers,
             strategies,
             stage_delay: Duration::from_millis(args.stage_delay_ms),
             peptides: peptides(&args)?,
+            lease: Duration::from_secs_f64(args.job_lease_seconds),
+            node_id: crate::runner::node_id(),
         },
         paused,
     );
@@ -200,7 +207,7 @@ async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), St
     }
     let shutdown = CancellationToken::new();
     let app = Arc::new(App {
-        db: Arc::clone(&db),
+        store: store.clone(),
         runner: Arc::clone(&runner),
         config: Config {
             rate_limiter: RateLimiter::new(
@@ -229,7 +236,9 @@ async fn serve(db_path: &Path, args: ServeArgs, workers: usize) -> Result<(), St
     }
     runner.stop(Duration::from_secs(10)).await;
     let _ = runner_task.await;
-    db.checkpoint()
+    store
+        .checkpoint()
+        .await
         .map_err(|e| format!("checkpointing the WAL: {e}"))?;
     tracing::info!("stopped");
     Ok(())

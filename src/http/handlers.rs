@@ -15,15 +15,10 @@ use serde_json::{Value, json};
 use super::problem::{ApiError, already_reason};
 use super::router::Endpoint;
 use super::{App, Ctx, HttpResponse, views};
-use crate::runner::CancelOutcome;
-use crate::service::submit::{
-    self, HUMANIZATION, IdempotencyKey, NewHumanization, NewVariant, Outcome, VariantImport,
-};
-use crate::store::accounts;
-use crate::store::db::StoreError;
-use crate::store::jobs::{self, JobRow, Status};
-use crate::store::requests::StoredResponse;
-use crate::store::variants;
+use crate::service::humanization::{self, KIND as HUMANIZATION, NewHumanization};
+use crate::service::jobs::{self, Cancel};
+use crate::service::submit::{self, IdempotencyKey, NewVariant, Outcome, VariantImport};
+use crate::store::{JobRow, Status, StoredResponse};
 
 /// `Prefer: wait` values above this are treated as this (SPEC §6).
 const MAX_PREFER_WAIT: u64 = 120;
@@ -55,19 +50,11 @@ pub async fn operator(app: &Arc<App>, endpoint: Endpoint) -> Result<HttpResponse
             if app.shutdown.is_cancelled() {
                 return Err(ApiError::Unavailable("The server is shutting down."));
             }
-            app.db
-                .read_async(|conn| {
-                    conn.query_row("SELECT 1", [], |_| Ok(()))
-                        .map_err(StoreError::from)
-                })
-                .await?;
+            app.store.ping().await?;
             Ok(json_response(StatusCode::OK, &json!({ "status": "ready" })))
         }
         Endpoint::Metrics => {
-            let jobs = app
-                .db
-                .read_async(|conn| jobs::count_by_status(conn).map_err(StoreError::from))
-                .await?;
+            let jobs = app.store.count_jobs().await?;
             let text = super::metrics::render(
                 &app.requests,
                 &jobs,
@@ -282,44 +269,23 @@ fn outcome_response(outcome: &Outcome) -> HttpResponse {
 // ---- organization and credits ----
 
 async fn get_organization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
-    let org_id = ctx.org_id().to_string();
     let org = app
-        .db
-        .read_async(move |conn| accounts::get_org(conn, &org_id).map_err(StoreError::from))
+        .store
+        .get_org(ctx.org_id())
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(json_response(StatusCode::OK, &views::organization(&org)))
 }
 
 async fn list_ledger(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
-    list_page(app, ctx, accounts::ledger_page, views::ledger_entry).await
-}
-
-/// A store query for one page of an organization's rows: (org, cursor, how many).
-type PageQuery<T> =
-    fn(&rusqlite::Connection, &str, Option<&str>, usize) -> rusqlite::Result<Vec<T>>;
-
-/// A cursor-paginated list of the caller's rows: `fetch` is asked for one row more than the
-/// page holds, so `has_more` needs no second query.
-async fn list_page<T: Send + 'static>(
-    app: &Arc<App>,
-    ctx: &Ctx,
-    fetch: PageQuery<T>,
-    render: fn(&T) -> Value,
-) -> Result<HttpResponse, ApiError> {
     let page = page(ctx)?;
-    let org_id = ctx.org_id().to_string();
-    let limit = page.limit;
     let rows = app
-        .db
-        .read_async(move |conn| {
-            fetch(conn, &org_id, page.starting_after.as_deref(), limit + 1)
-                .map_err(StoreError::from)
-        })
+        .store
+        .ledger_page(ctx.org_id(), page.starting_after.as_deref(), page.limit + 1)
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &views::list(rows, limit, render),
+        &views::list(rows, page.limit, views::ledger_entry),
     ))
 }
 
@@ -342,7 +308,7 @@ async fn create_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiEr
     let body: CreateVariantBody = parse_body(ctx.body.as_ref())?;
     let idem = idempotency_key(app, &ctx.headers, "/v1/variants")?;
     let outcome = submit::create_variant(
-        &app.db,
+        &app.store,
         ctx.org_id(),
         NewVariant {
             name: body.name,
@@ -373,7 +339,7 @@ async fn import_variants(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiE
     let body: ImportVariantsBody = parse_body(ctx.body.as_ref())?;
     let idem = idempotency_key(app, &ctx.headers, "/v1/variants/import")?;
     let outcome = submit::import_variants(
-        &app.db,
+        &app.store,
         ctx.org_id(),
         VariantImport {
             content: body.content,
@@ -387,27 +353,29 @@ async fn import_variants(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiE
 
 async fn get_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let id = route_id(ctx)?;
-    let org_id = ctx.org_id().to_string();
     let row = app
-        .db
-        .read_async(move |conn| variants::get(conn, &org_id, &id).map_err(StoreError::from))
+        .store
+        .get_variant(ctx.org_id(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(json_response(StatusCode::OK, &views::variant(&row)))
 }
 
 async fn list_variants(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
-    list_page(app, ctx, variants::page, views::variant).await
+    let page = page(ctx)?;
+    let rows = app
+        .store
+        .page_variants(ctx.org_id(), page.starting_after.as_deref(), page.limit + 1)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &views::list(rows, page.limit, views::variant),
+    ))
 }
 
 async fn delete_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let id = route_id(ctx)?;
-    let org_id = ctx.org_id().to_string();
-    let deleted = app
-        .db
-        .write_async(move |tx| variants::delete(tx, &org_id, &id).map_err(StoreError::from))
-        .await?;
-    if !deleted {
+    if !app.store.delete_variant(ctx.org_id(), &id).await? {
         return Err(ApiError::NotFound);
     }
     let mut r = Response::new(Full::new(Bytes::new()));
@@ -443,11 +411,7 @@ async fn load_job(
     id: &str,
     kind: Option<&'static str>,
 ) -> Result<JobRow, ApiError> {
-    let (org_id, id) = (org_id.to_string(), id.to_string());
-    app.db
-        .read_async(move |conn| jobs::get(conn, &org_id, &id, kind).map_err(StoreError::from))
-        .await?
-        .ok_or(ApiError::NotFound)
+    Ok(jobs::get(&app.store, org_id, id, kind).await?)
 }
 
 /// Long-polls until the job is terminal or `seconds` pass (or the server starts stopping).
@@ -458,27 +422,11 @@ async fn wait_for_terminal(
     kind: Option<&'static str>,
     seconds: u64,
 ) -> Result<JobRow, ApiError> {
-    // Subscribe before reading so a change between the read and the wait is not missed.
-    let mut events = app.runner.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let job = load_job(app, org_id, id, kind).await?;
-        if job.status.is_terminal()
-            || tokio::time::Instant::now() >= deadline
-            || app.shutdown.is_cancelled()
-        {
-            return Ok(job);
-        }
-        tokio::select! {
-            changed = events.changed() => {
-                if changed.is_err() {
-                    return Ok(job);
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = app.shutdown.cancelled() => {}
-        }
-    }
+    let events = app.runner.subscribe();
+    Ok(
+        jobs::wait_for_terminal(&app.store, events, &app.shutdown, org_id, id, kind, seconds)
+            .await?,
+    )
 }
 
 async fn submit_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
@@ -493,13 +441,13 @@ async fn submit_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, 
     let strategies = body
         .strategies
         .as_deref()
-        .map(submit::parse_designs)
+        .map(humanization::parse_designs)
         .transpose()?
-        .map(|designs| designs.iter().map(submit::design_json).collect());
+        .map(|designs| designs.iter().map(humanization::design_json).collect());
     let wait = prefer_wait(&ctx.headers)?;
     let idem = idempotency_key(app, &ctx.headers, "/v1/humanizations")?;
     let (outcome, created) = submit::submit_humanization(
-        &app.db,
+        &app.store,
         ctx.org_id(),
         NewHumanization {
             variant_id,
@@ -616,7 +564,7 @@ async fn export_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, 
     if job.status != Status::Completed {
         return Err(crate::service::ServiceError::NotCompleted(job.status).into());
     }
-    let snapshot: submit::HumanizationSnapshot =
+    let snapshot: humanization::HumanizationSnapshot =
         serde_json::from_str(&job.snapshot).map_err(|_| ApiError::Internal)?;
     let parse = |text: Option<&str>| {
         text.and_then(|t| serde_json::from_str::<Value>(t).ok())
@@ -701,50 +649,67 @@ async fn list_jobs(
             )));
         }
     };
-    let org_id = ctx.org_id().to_string();
-    let limit = page.limit;
     let rows = app
-        .db
-        .read_async(move |conn| {
-            jobs::page(
-                conn,
-                &org_id,
-                kind,
-                status,
-                page.starting_after.as_deref(),
-                limit + 1,
-            )
-            .map_err(StoreError::from)
-        })
+        .store
+        .page_jobs(
+            ctx.org_id(),
+            kind,
+            status,
+            page.starting_after.as_deref(),
+            page.limit + 1,
+        )
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &views::list(rows, limit, views::job),
+        &views::list(rows, page.limit, views::job),
     ))
 }
 
 async fn cancel_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let id = route_id(ctx)?;
-    let outcome = app
-        .runner
-        .cancel(ctx.org_id(), &id, Some(HUMANIZATION))
-        .await?;
-    if let CancelOutcome::Signaled(mut done) = outcome {
+    let job = match jobs::cancel(&app.store, ctx.org_id(), &id, Some(HUMANIZATION)).await? {
+        Cancel::Canceled => {
+            app.runner.notify_ended();
+            load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?
+        }
         // Bounded: the task notices its token between stages, or abandons an engine step at
-        // once, so it normally stops within milliseconds.
-        let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|stopped| *stopped)).await;
-    }
-    let job = load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?;
+        // once, so it normally stops within milliseconds (on another node: within a
+        // notification's delivery, a heartbeat at worst).
+        Cancel::Requested => match app.runner.signal(&id) {
+            Some(mut done) => {
+                let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|stopped| *stopped)).await;
+                load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?
+            }
+            None => {
+                wait_for_terminal(
+                    app,
+                    ctx.org_id(),
+                    &id,
+                    Some(HUMANIZATION),
+                    CANCEL_WAIT.as_secs(),
+                )
+                .await?
+            }
+        },
+    };
     Ok(json_response(StatusCode::OK, &views::job(&job)))
 }
 
 async fn cancel_job(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let id = route_id(ctx)?;
-    match app.runner.cancel(ctx.org_id(), &id, None).await {
-        Ok(_) => Ok(json_response(
-            StatusCode::ACCEPTED,
-            &json!({ "job_id": id, "accepted": true }),
-        )),
+    match jobs::cancel(&app.store, ctx.org_id(), &id, None).await {
+        Ok(outcome) => {
+            match outcome {
+                Cancel::Canceled => app.runner.notify_ended(),
+                Cancel::Requested => {
+                    app.runner.signal(&id);
+                }
+            }
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({ "job_id": id, "accepted": true }),
+            ))
+        }
         Err(crate::service::ServiceError::AlreadyTerminal(status)) => Ok(json_response(
             StatusCode::OK,
             &json!({ "job_id": id, "accepted": false, "reason": already_reason(status) }),

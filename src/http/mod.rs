@@ -27,10 +27,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::Runner;
-use crate::service::keys;
-use crate::store::accounts::ApiKey;
-use crate::store::db::{Db, StoreError};
-use crate::store::requests;
+use crate::service::{jobs, keys};
+use crate::store::{ApiKey, Store};
 use limits::{Decision, RateLimiter};
 use problem::ApiError;
 use router::{CostClass, Endpoint, Route};
@@ -57,7 +55,7 @@ pub struct Config {
 
 /// Everything a request can reach.
 pub struct App {
-    pub db: Arc<Db>,
+    pub store: Store,
     pub runner: Arc<Runner>,
     pub config: Config,
     pub requests: metrics::RequestCounters,
@@ -295,34 +293,17 @@ async fn authenticate(app: &Arc<App>, headers: &HeaderMap) -> Result<ApiKey, Api
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(|s| s.trim().to_string())
         .ok_or(ApiError::Unauthenticated)?;
-    let db = Arc::clone(&app.db);
-    let key = tokio::task::spawn_blocking(move || keys::authenticate(&db, &secret))
-        .await
-        .map_err(|e| ApiError::from(StoreError::Task(e.to_string())))??;
+    let key = keys::authenticate(&app.store, &secret).await?;
     key.ok_or(ApiError::Unauthenticated)
-}
-
-/// Seconds until the next UTC midnight, when the daily quota resets.
-fn seconds_to_utc_midnight() -> u64 {
-    let now = jiff::Timestamp::now().as_second();
-    (86_400 - now.rem_euclid(86_400)) as u64
 }
 
 async fn count_write(app: &Arc<App>, org_id: &str) -> Result<(), ApiError> {
     let quota = app.config.daily_write_quota;
-    let org = org_id.to_string();
-    let day = crate::store::db::now()[..10].to_string();
-    let allowed = app
-        .db
-        .write_async(move |tx| {
-            requests::count_write(tx, &org, &day, quota).map_err(StoreError::from)
-        })
-        .await?;
-    if allowed {
+    if jobs::count_write(&app.store, org_id, quota).await? {
         Ok(())
     } else {
         Err(ApiError::QuotaExceeded {
-            retry_after: seconds_to_utc_midnight(),
+            retry_after: jobs::seconds_to_utc_midnight(),
             quota,
         })
     }

@@ -8,8 +8,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use crate::service::ServiceError;
-use crate::store::db::StoreError;
-use crate::store::jobs::Status;
+use crate::store::{Status, StoreError};
 
 #[derive(Debug)]
 pub enum ApiError {

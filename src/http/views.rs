@@ -4,9 +4,7 @@ use serde_json::{Value, json};
 
 use crate::service::ServiceError;
 use crate::service::submit::ImportedRecord;
-use crate::store::accounts::{LedgerEntry, Organization};
-use crate::store::jobs::{JobRow, Status};
-use crate::store::variants::VariantRow;
+use crate::store::{JobRow, LedgerEntry, Organization, Status, VariantRow};
 
 fn parsed(text: Option<&str>) -> Value {
     text.and_then(|t| serde_json::from_str(t).ok())

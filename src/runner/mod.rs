@@ -1,11 +1,14 @@
-//! The job runner: takes pending jobs from the database fairly across organizations and runs
+//! The job runner: takes pending jobs from the store fairly across organizations and runs
 //! each as a tokio task holding its own `CancellationToken`.
 //!
-//! The database is the queue (`status = 'pending'`); this module keeps in memory only what a
-//! running process needs: which jobs it is running, their current stage and cancel signal.
-//! The map of running jobs is locked around every claim and every cancel decision, so a
-//! cancel never sees a job that the database says is running but this process does not know.
-//! Lock order is always map → writer connection → one job's control; never the reverse.
+//! The database is the queue (`status = 'pending'`) and the record of every decision: a claim
+//! leases the job to this node under a new attempt number, a heartbeat renews the leases while
+//! the jobs run, and every write this node makes to a job is fenced by that attempt, so a node
+//! that was only slow (and whose job another node rescued) changes nothing. A cancel is stored
+//! on the row first; this node's token for the job fires from the HTTP handler on this node,
+//! from a notification on a shared database, or at the latest from the next heartbeat, which
+//! re-reads the stored requests. In memory there is only what a running process needs: which
+//! jobs it holds, their current stage and cancel signal.
 
 pub mod durations;
 
@@ -20,18 +23,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::humanize::{Humanizer, Strategy, StrategySpec, Variant};
 use crate::engine::humanness::HumanPeptides;
-use crate::service::ServiceError;
-use crate::service::submit::{HumanizationSnapshot, parse_designs};
-use crate::store::accounts;
-use crate::store::db::{Db, StoreError};
-use crate::store::jobs::{self, JobRow, Status};
-use crate::store::requests;
+use crate::service::humanization::{FINALIZING, FIRST_STAGE, HumanizationSnapshot, parse_designs};
+use crate::store::{JobRow, Lease, Notice, Rescued, StageWrite, Status, Store, StoreError};
 
 use durations::Durations;
-
-/// The first stage of every job, and the one that refuses cancellation.
-pub const FIRST_STAGE: &str = "numbering";
-pub const FINALIZING: &str = "finalizing";
 
 /// How often a paused (or idle) runner looks at the database again.
 const POLL: Duration = Duration::from_millis(400);
@@ -43,6 +38,26 @@ pub struct RunnerConfig {
     /// like every other wait between stages). Zero in production.
     pub stage_delay: Duration,
     pub peptides: &'static dyn HumanPeptides,
+    /// How long a claimed job stays this node's without a heartbeat; another node rescues
+    /// it after that. Heartbeats come every third of it.
+    pub lease: Duration,
+    /// This process's name in the jobs it holds (`lease_owner`).
+    pub node_id: String,
+}
+
+/// A name for this process that no other node shares: host, pid and a random suffix.
+pub fn node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &suffix[suffix.len() - 6..]
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +66,9 @@ enum CancelReason {
     User,
     /// The server is stopping: the job goes back to `pending`, not refunded, and runs again.
     Shutdown,
+    /// The job is no longer this node's (its lease ran out and another node rescued it):
+    /// stop and write nothing.
+    Lost,
 }
 
 struct Control {
@@ -62,33 +80,27 @@ struct RunningJob {
     token: CancellationToken,
     control: Arc<Mutex<Control>>,
     done: watch::Receiver<bool>,
-    org_id: String,
 }
 
 #[derive(Default)]
 struct Queue {
     running: HashMap<String, RunningJob>,
-    /// When each organization last had a job taken, for round-robin fairness.
+    /// When each organization last had a job taken here, for round-robin fairness.
     last_served: HashMap<String, u64>,
     served: u64,
 }
 
-/// What a cancel request did.
-pub enum CancelOutcome {
-    /// The job was pending and is now canceled (and refunded).
-    Canceled,
-    /// The running job's token was cancelled; `done` turns true once its task has stopped.
-    Signaled(watch::Receiver<bool>),
-}
-
 pub struct Runner {
-    db: Arc<Db>,
+    store: Store,
     config: RunnerConfig,
     queue: Mutex<Queue>,
     wake: Notify,
+    /// Asks the heartbeat to run now (the listener reconnected).
+    beat: Notify,
     paused: AtomicBool,
     shutdown: CancellationToken,
-    /// Bumped whenever a job reaches a terminal status, for long-polling requests.
+    /// Bumped whenever a job reaches a terminal status (here, or on another node of a shared
+    /// database), for long-polling requests.
     events: watch::Sender<u64>,
     tasks: TaskTracker,
     pub durations: Durations,
@@ -110,13 +122,23 @@ impl From<StoreError> for Stop {
     }
 }
 
+/// A job this node holds while its task runs.
+struct Holding {
+    job: JobRow,
+    attempt: i64,
+    token: CancellationToken,
+    control: Arc<Mutex<Control>>,
+    done: watch::Sender<bool>,
+}
+
 impl Runner {
-    pub fn new(db: Arc<Db>, config: RunnerConfig, paused: bool) -> Arc<Runner> {
+    pub fn new(store: Store, config: RunnerConfig, paused: bool) -> Arc<Runner> {
         Arc::new(Runner {
-            db,
+            store,
             config,
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
+            beat: Notify::new(),
             paused: AtomicBool::new(paused),
             shutdown: CancellationToken::new(),
             events: watch::channel(0).0,
@@ -125,14 +147,24 @@ impl Runner {
         })
     }
 
-    /// Start-up recovery: jobs a previous process left `running` go back to `pending`, and
-    /// idempotency reservations it left in flight are dropped.
-    pub fn recover(db: &Db) -> Result<usize, StoreError> {
-        db.write(|tx| {
-            let now = crate::store::db::now();
-            requests::sweep_keys(tx, &now, &now)?;
-            jobs::requeue_all_running(tx).map_err(StoreError::from)
-        })
+    /// Start-up recovery. Alone on a SQLite file: every job a previous process left `running`
+    /// goes back to `pending` (or ends canceled and refunded if a cancel was stored), and
+    /// idempotency reservations it left in flight are dropped. On a shared database the other
+    /// nodes are alive: only expired leases are rescued, and only reservations older than an
+    /// hour are dropped.
+    pub async fn recover(store: &Store) -> Result<Rescued, StoreError> {
+        let now = crate::store::now();
+        if store.is_shared() {
+            store.sweep_keys(&now, &hour_ago()).await?;
+            store.rescue(false).await
+        } else {
+            store.sweep_keys(&now, &now).await?;
+            store.rescue(true).await
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
     }
 
     /// Wakes the claim loop (a job was submitted).
@@ -148,12 +180,31 @@ impl Runner {
         self.events.subscribe()
     }
 
+    /// Wakes long polls: a job ended outside a task of this runner (a pending job canceled).
+    pub fn notify_ended(&self) {
+        self.bump();
+    }
+
     fn bump(&self) {
         self.events.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Runs the claim loop until shutdown. Spawn it once.
+    /// Runs the claim loop until shutdown, with the heartbeat and (on a shared database) the
+    /// listener beside it. Spawn it once.
     pub async fn run(self: Arc<Self>) {
+        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop());
+        let listener = self
+            .store
+            .listen()
+            .map(|notices| tokio::spawn(Arc::clone(&self).listen_loop(notices)));
+        self.claim_loop().await;
+        heartbeat.abort();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+    }
+
+    async fn claim_loop(self: &Arc<Self>) {
         let permits = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut last_poll: Option<Instant> = None;
         let mut last_sweep = Instant::now();
@@ -180,28 +231,21 @@ impl Runner {
                 },
                 _ = self.shutdown.cancelled() => break,
             };
-            let runner = Arc::clone(&self);
-            let claimed = tokio::task::spawn_blocking(move || runner.claim_next()).await;
-            match claimed {
-                Ok(Ok(Some(claim))) => {
-                    let runner = Arc::clone(&self);
+            match self.claim_next().await {
+                Ok(Some(held)) => {
+                    let runner = Arc::clone(self);
                     self.tasks.spawn(async move {
-                        runner.execute(claim).await;
+                        runner.execute(held).await;
                         drop(permit);
                     });
                 }
-                Ok(Ok(None)) => {
+                Ok(None) => {
                     drop(permit);
-                    self.idle().await;
-                }
-                Ok(Err(e)) => {
-                    drop(permit);
-                    tracing::error!(error = %e, "claiming a job failed");
                     self.idle().await;
                 }
                 Err(e) => {
                     drop(permit);
-                    tracing::error!(error = %e, "the claim task failed");
+                    tracing::error!(error = %e, "claiming a job failed");
                     self.idle().await;
                 }
             }
@@ -217,13 +261,7 @@ impl Runner {
     }
 
     async fn refresh_paused(&self) {
-        let paused = self
-            .db
-            .read_async(|conn| {
-                requests::get_setting(conn, requests::QUEUE_PAUSED).map_err(StoreError::from)
-            })
-            .await;
-        match paused {
+        match self.store.get_setting(crate::store::QUEUE_PAUSED).await {
             Ok(value) => {
                 let paused = value.as_deref() == Some("1");
                 if paused != self.is_paused() {
@@ -236,45 +274,120 @@ impl Runner {
     }
 
     async fn sweep(&self) {
-        let swept = self
-            .db
-            .write_async(|tx| {
-                let now = crate::store::db::now();
-                let hour_ago = crate::store::db::format_timestamp(
-                    jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
-                );
-                requests::sweep_keys(tx, &now, &hour_ago).map_err(StoreError::from)
-            })
-            .await;
-        if let Err(e) = swept {
+        if let Err(e) = self
+            .store
+            .sweep_keys(&crate::store::now(), &hour_ago())
+            .await
+        {
             tracing::warn!(error = %e, "sweeping idempotency keys failed");
         }
     }
 
+    /// Every third of the lease: renews this node's leases, stops the jobs whose cancel was
+    /// stored (a notification may have been lost) or that are no longer this node's, and on
+    /// a shared database rescues other nodes' expired leases.
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let every = (self.config.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.beat.notified() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            self.beat_once().await;
+        }
+    }
+
+    async fn beat_once(&self) {
+        // Taken before the renewal, so a job claimed meanwhile is not mistaken for a lost one.
+        let before: Vec<String> = lock(&self.queue).running.keys().cloned().collect();
+        match self
+            .store
+            .heartbeat(&self.config.node_id, self.config.lease)
+            .await
+        {
+            Ok(held) => {
+                for id in &before {
+                    match held.iter().find(|h| &h.job_id == id) {
+                        Some(h) if h.cancel_requested => {
+                            self.signal_reason(id, CancelReason::User);
+                        }
+                        Some(_) => {}
+                        None => {
+                            tracing::warn!(job_id = %id, "the job is no longer this node's; stopping it");
+                            self.signal_reason(id, CancelReason::Lost);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing job leases failed"),
+        }
+        if self.store.is_shared() {
+            match self.store.rescue(false).await {
+                Ok(r) if r.requeued + r.canceled > 0 => {
+                    tracing::info!(
+                        requeued = r.requeued,
+                        canceled = r.canceled,
+                        "rescued jobs whose node stopped renewing their lease"
+                    );
+                    if r.canceled > 0 {
+                        self.bump();
+                    }
+                    self.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rescuing expired leases failed"),
+            }
+        }
+    }
+
+    /// Acts on other nodes' news: a stored cancel of a job held here fires its token; a job
+    /// ended elsewhere wakes long polls; a changed setting is re-read; after a reconnect
+    /// everything is re-read, since notifications may have been lost.
+    async fn listen_loop(
+        self: Arc<Self>,
+        mut notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
+    ) {
+        while let Some(notice) = notices.recv().await {
+            match notice {
+                Notice::CancelRequested(id) => {
+                    self.signal_reason(&id, CancelReason::User);
+                }
+                Notice::JobEnded(_) => self.bump(),
+                Notice::Changed => self.refresh_paused().await,
+                Notice::Reconnected => {
+                    self.beat.notify_one();
+                    self.refresh_paused().await;
+                    self.bump();
+                    self.wake.notify_one();
+                }
+            }
+        }
+    }
+
     /// Takes the next job: among organizations with pending work, the one with the fewest
-    /// jobs running here and then the longest since it was served; FIFO within it.
-    fn claim_next(&self) -> Result<Option<Claim>, StoreError> {
+    /// jobs running (on every node) and then the longest since this node served it; FIFO
+    /// within it.
+    async fn claim_next(&self) -> Result<Option<Holding>, StoreError> {
+        let last_served = lock(&self.queue).last_served.clone();
+        let lease = self
+            .store
+            .claim_next(
+                FIRST_STAGE,
+                &self.config.node_id,
+                self.config.lease,
+                move |mut orgs| {
+                    orgs.sort_by_key(|(org, running)| {
+                        (*running, last_served.get(org).copied().unwrap_or(0))
+                    });
+                    orgs.into_iter().map(|(org, _)| org).collect()
+                },
+            )
+            .await?;
+        let Some(Lease { job, attempt }) = lease else {
+            return Ok(None);
+        };
         let mut queue = lock(&self.queue);
-        let job = self.db.write(|tx| {
-            let orgs = jobs::orgs_with_pending(tx)?;
-            let running_of = |org: &str| {
-                queue
-                    .running
-                    .values()
-                    .filter(|job| job.org_id == org)
-                    .count()
-            };
-            let Some(org) = orgs.iter().min_by_key(|org| {
-                (
-                    running_of(org),
-                    queue.last_served.get(*org).copied().unwrap_or(0),
-                )
-            }) else {
-                return Ok(None);
-            };
-            jobs::claim_oldest(tx, org, FIRST_STAGE).map_err(StoreError::from)
-        })?;
-        let Some(job) = job else { return Ok(None) };
         queue.served += 1;
         let served = queue.served;
         queue.last_served.insert(job.org_id.clone(), served);
@@ -290,102 +403,88 @@ impl Runner {
                 token: token.clone(),
                 control: Arc::clone(&control),
                 done,
-                org_id: job.org_id.clone(),
             },
         );
-        Ok(Some(Claim {
+        Ok(Some(Holding {
             job,
+            attempt,
             token,
             control,
             done: done_tx,
         }))
     }
 
-    async fn execute(self: Arc<Self>, claim: Claim) {
-        let Claim {
-            job,
-            token,
-            control,
-            done,
-        } = claim;
+    async fn execute(self: Arc<Self>, held: Holding) {
         let started = Instant::now();
-        let outcome = self.pipeline(&job, &token, &control, started).await;
-        let id = job.id.clone();
+        let outcome = self.pipeline(&held, started).await;
+        let (id, attempt) = (held.job.id.as_str(), held.attempt);
+        let reason = lock(&held.control).reason;
         let result = match outcome {
             Ok(()) => Ok(()),
-            Err(Stop::Canceled) => {
-                let reason = lock(&control).reason;
-                let (id, org, cost) = (job.id.clone(), job.org_id.clone(), job.credit_cost);
-                self.db
-                    .write_async(move |tx| {
-                        if reason == Some(CancelReason::Shutdown) {
-                            jobs::requeue(tx, &id)?;
-                        } else if jobs::finish_unsuccessfully(tx, &id, Status::Canceled, None)? {
-                            accounts::refund(tx, &org, &id, cost)?;
-                        }
-                        Ok::<_, StoreError>(())
-                    })
+            Err(Stop::Canceled) => match reason {
+                Some(CancelReason::Shutdown) => self.store.release(id, attempt).await,
+                // Another node runs it now; every write of ours would be refused anyway.
+                Some(CancelReason::Lost) => Ok(()),
+                Some(CancelReason::User) | None => self
+                    .store
+                    .end_refunded(id, attempt, Status::Canceled, None)
                     .await
+                    .map(|_| ()),
+            },
+            Err(Stop::Failed { code, detail }) => {
+                tracing::warn!(job_id = %id, code, detail, "job failed");
+                let error = crate::http::problem::job_error(code, &detail, id).to_string();
+                self.store
+                    .end_refunded(id, attempt, Status::Failed, Some(error))
+                    .await
+                    .map(|_| ())
             }
-            Err(Stop::Failed { code, detail }) => self.fail(&job, code, detail).await,
             Err(Stop::Store(e)) => Err(e),
         };
         if let Err(e) = result {
-            // The job stays `running` in the database; start-up recovery re-runs it.
+            // The job stays `running` until it is rescued (its lease runs out, or the next
+            // start of the one process on a SQLite file).
             tracing::error!(job_id = %id, error = %e, "recording a job's end failed");
         }
-        lock(&self.queue).running.remove(&id);
-        let _ = done.send(true);
+        lock(&self.queue).running.remove(id);
+        let _ = held.done.send(true);
         self.bump();
         self.wake.notify_one();
     }
 
-    async fn fail(
-        &self,
-        job: &JobRow,
-        code: &'static str,
-        detail: String,
-    ) -> Result<(), StoreError> {
-        tracing::warn!(job_id = %job.id, code, detail, "job failed");
-        let error = crate::http::problem::job_error(code, &detail, &job.id).to_string();
-        let (id, org, cost) = (job.id.clone(), job.org_id.clone(), job.credit_cost);
-        self.db
-            .write_async(move |tx| {
-                if jobs::finish_unsuccessfully(tx, &id, Status::Failed, Some(&error))? {
-                    accounts::refund(tx, &org, &id, cost)?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
     /// Waits the configured stage delay (cancellably), then moves to `stage` unless a cancel
-    /// arrived; the stage is persisted so `GET` shows progress.
-    async fn advance(
-        &self,
-        job_id: &str,
-        token: &CancellationToken,
-        control: &Mutex<Control>,
-        stage: &str,
-    ) -> Result<(), Stop> {
+    /// arrived; the stage is persisted (fenced by the attempt, refused once a cancel is
+    /// stored) so `GET` shows progress.
+    async fn advance(&self, held: &Holding, stage: &str) -> Result<(), Stop> {
         if !self.config.stage_delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(self.config.stage_delay) => {}
-                _ = token.cancelled() => return Err(Stop::Canceled),
+                _ = held.token.cancelled() => return Err(Stop::Canceled),
             }
         }
         {
-            let mut control = lock(control);
-            if control.reason.is_some() || token.is_cancelled() {
+            let mut control = lock(&held.control);
+            if control.reason.is_some() || held.token.is_cancelled() {
                 return Err(Stop::Canceled);
             }
             control.stage = stage.to_string();
         }
-        let (id, stage) = (job_id.to_string(), stage.to_string());
-        self.db
-            .write_async(move |tx| jobs::set_stage(tx, &id, &stage).map_err(StoreError::from))
-            .await?;
-        Ok(())
+        match self
+            .store
+            .set_stage(&held.job.id, held.attempt, stage)
+            .await?
+        {
+            StageWrite::Recorded => Ok(()),
+            StageWrite::CancelRequested => {
+                let mut control = lock(&held.control);
+                control.reason.get_or_insert(CancelReason::User);
+                Err(Stop::Canceled)
+            }
+            StageWrite::Lost => {
+                lock(&held.control).reason = Some(CancelReason::Lost);
+                Err(Stop::Canceled)
+            }
+        }
     }
 
     /// Runs CPU-bound engine work on the blocking pool, abandoning it if the job is canceled.
@@ -403,13 +502,8 @@ impl Runner {
         }
     }
 
-    async fn pipeline(
-        &self,
-        job: &JobRow,
-        token: &CancellationToken,
-        control: &Mutex<Control>,
-        started: Instant,
-    ) -> Result<(), Stop> {
+    async fn pipeline(&self, held: &Holding, started: Instant) -> Result<(), Stop> {
+        let (job, token) = (&held.job, &held.token);
         let snapshot: HumanizationSnapshot =
             serde_json::from_str(&job.snapshot).map_err(|e| Stop::Failed {
                 code: "internal",
@@ -444,8 +538,7 @@ impl Runner {
         let mut results = Vec::with_capacity(designs.len());
         for spec in designs {
             let strategy = spec.strategy;
-            self.advance(&job.id, token, control, strategy.name())
-                .await?;
+            self.advance(held, strategy.name()).await?;
             let variant = Arc::clone(&variant);
             let result =
                 Self::blocking(token, move || Humanizer::new(peptides).run(&variant, spec))
@@ -458,7 +551,7 @@ impl Runner {
         }
         crate::engine::humanize::rank_designs(&mut results);
         // From here on the job refuses cancellation: its results are being written.
-        self.advance(&job.id, token, control, FINALIZING).await?;
+        self.advance(held, FINALIZING).await?;
         if !self.config.stage_delay.is_zero() {
             tokio::time::sleep(self.config.stage_delay).await;
         }
@@ -471,81 +564,45 @@ impl Runner {
             detail: format!("the parental report could not be encoded: {e}"),
         })?;
         let elapsed = started.elapsed();
-        let id = job.id.clone();
         let completed = self
-            .db
-            .write_async(move |tx| {
-                jobs::complete(tx, &id, &results, &parental, elapsed.as_millis() as i64)
-                    .map_err(StoreError::from)
-            })
+            .store
+            .complete(
+                &job.id,
+                held.attempt,
+                results,
+                parental,
+                elapsed.as_millis() as i64,
+            )
             .await?;
         if completed {
             self.durations.observe(elapsed);
+        } else {
+            tracing::warn!(job_id = %job.id, "the job was no longer this node's to complete");
         }
         Ok(())
     }
 
-    /// Cancels the caller's job: at once when pending, by signal when running in a cancelable
-    /// stage. `kind` restricts it to one job kind (the kind-specific routes).
-    pub async fn cancel(
-        self: &Arc<Self>,
-        org_id: &str,
-        job_id: &str,
-        kind: Option<&'static str>,
-    ) -> Result<CancelOutcome, ServiceError> {
-        let runner = Arc::clone(self);
-        let (org_id, job_id) = (org_id.to_string(), job_id.to_string());
-        let outcome =
-            tokio::task::spawn_blocking(move || runner.cancel_blocking(&org_id, &job_id, kind))
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))??;
-        if matches!(outcome, CancelOutcome::Canceled) {
-            self.bump();
-        }
-        Ok(outcome)
+    /// Fires the token of a job this node holds after a client's cancel was stored; returns a
+    /// receiver that turns true once its task has stopped, or None when the job is not held
+    /// here (another node holds it, or it just ended).
+    pub fn signal(&self, job_id: &str) -> Option<watch::Receiver<bool>> {
+        self.signal_reason(job_id, CancelReason::User)
     }
 
-    fn cancel_blocking(
-        &self,
-        org_id: &str,
-        job_id: &str,
-        kind: Option<&str>,
-    ) -> Result<CancelOutcome, ServiceError> {
+    fn signal_reason(&self, job_id: &str, reason: CancelReason) -> Option<watch::Receiver<bool>> {
         let queue = lock(&self.queue);
-        self.db.write(|tx| {
-            let job = jobs::get(tx, org_id, job_id, kind)?.ok_or(ServiceError::NotFound)?;
-            match job.status {
-                Status::Pending => {
-                    if jobs::cancel_if_pending(tx, &job.id)? {
-                        accounts::refund(tx, &job.org_id, &job.id, job.credit_cost)?;
-                    }
-                    Ok(CancelOutcome::Canceled)
-                }
-                Status::Running => match queue.running.get(&job.id) {
-                    Some(running) => {
-                        let mut control = lock(&running.control);
-                        if control.stage == FINALIZING {
-                            return Err(ServiceError::CancelUnavailable(control.stage.clone()));
-                        }
-                        if control.reason.is_none() {
-                            control.reason = Some(CancelReason::User);
-                        }
-                        running.token.cancel();
-                        Ok(CancelOutcome::Signaled(running.done.clone()))
-                    }
-                    // Claims and cancels both hold the map, and start-up recovery requeues
-                    // every running row, so only another live process on the same file can
-                    // own this job. Its end will be refused by the status guard, so cancel it.
-                    None => {
-                        if jobs::finish_unsuccessfully(tx, &job.id, Status::Canceled, None)? {
-                            accounts::refund(tx, &job.org_id, &job.id, job.credit_cost)?;
-                        }
-                        Ok(CancelOutcome::Canceled)
-                    }
-                },
-                status => Err(ServiceError::AlreadyTerminal(status)),
+        let running = queue.running.get(job_id)?;
+        {
+            let mut control = lock(&running.control);
+            // The database refused the cancel once `finalizing` was stored; a job that far
+            // along is left to finish (a lost one is stopped regardless).
+            if control.stage == FINALIZING && reason != CancelReason::Lost {
+                return Some(running.done.clone());
             }
-        })
+            control.reason.get_or_insert(reason);
+        }
+        running.token.cancel();
+        Some(running.done.clone())
     }
 
     /// Graceful stop: no more claims; running jobs are cancelled with the shutdown reason
@@ -567,14 +624,14 @@ impl Runner {
             .await
             .is_err()
         {
-            tracing::warn!("some jobs did not stop in time; start-up recovery will re-run them");
+            tracing::warn!(
+                "some jobs did not stop in time; they are rescued when their lease runs out"
+            );
         }
     }
 }
 
-struct Claim {
-    job: JobRow,
-    token: CancellationToken,
-    control: Arc<Mutex<Control>>,
-    done: watch::Sender<bool>,
+/// An hour ago: idempotency reservations older than this belong to no live request.
+fn hour_ago() -> String {
+    crate::store::format_timestamp(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1))
 }

@@ -7,8 +7,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::accounts::{self, ApiKey};
-use crate::store::db::{Db, StoreError};
+use crate::store::{ApiKey, NewApiKey, Store, StoreError};
 
 pub const KEY_PREFIX: &str = "vnr_";
 const DISPLAY_PREFIX_LEN: usize = 12;
@@ -69,18 +68,31 @@ pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
     Ok(scopes)
 }
 
+impl NewKey {
+    /// The row to store for this key: never the secret.
+    pub fn stored(&self, scopes: &[String]) -> NewApiKey {
+        NewApiKey {
+            prefix: self.prefix.clone(),
+            hash: self.hash.clone(),
+            scopes: scopes.join(","),
+        }
+    }
+}
+
 /// Creates a key for the organization and returns its secret.
-pub fn create(db: &Db, org_id: &str, scopes: &[String]) -> Result<(ApiKey, String), StoreError> {
+pub async fn create(
+    store: &Store,
+    org_id: &str,
+    scopes: &[String],
+) -> Result<(ApiKey, String), StoreError> {
     let key = generate();
-    let row = db.write(|tx| {
-        accounts::insert_key(tx, org_id, &key.prefix, &key.hash, &scopes.join(","))
-            .map_err(StoreError::from)
-    })?;
+    let row = store.insert_key(org_id, key.stored(scopes)).await?;
     Ok((row, key.secret))
 }
 
-/// The live (unrevoked) key matching `secret`, if any.
-pub fn authenticate(db: &Db, secret: &str) -> Result<Option<ApiKey>, StoreError> {
+/// The live (unrevoked) key matching `secret`, if any. Read from the database on every
+/// request, so a revocation holds on every node at once.
+pub async fn authenticate(store: &Store, secret: &str) -> Result<Option<ApiKey>, StoreError> {
     if !secret.starts_with(KEY_PREFIX) || secret.len() < DISPLAY_PREFIX_LEN + 8 {
         return Ok(None);
     }
@@ -88,8 +100,7 @@ pub fn authenticate(db: &Db, secret: &str) -> Result<Option<ApiKey>, StoreError>
         return Ok(None);
     };
     let presented = hash(secret);
-    let candidates =
-        db.read(|conn| accounts::keys_with_prefix(conn, prefix).map_err(StoreError::from))?;
+    let candidates = store.keys_with_prefix(prefix).await?;
     let mut found = None;
     for key in candidates {
         if bool::from(key.hash.as_slice().ct_eq(presented.as_slice())) {

@@ -1,12 +1,13 @@
 //! The rules of the service, between the HTTP layer and the store: keys and scopes, credits,
-//! idempotency, variants and job submission. No status codes or headers here (that is
-//! `http/`), no SQL (that is `store/`).
+//! idempotency, variants, job submission, cancellation, the daily quota and long polls. No
+//! status codes or headers here (that is `http/`), no SQL or transaction (that is `store/`).
 
+pub mod humanization;
+pub mod jobs;
 pub mod keys;
 pub mod submit;
 
-use crate::store::db::StoreError;
-use crate::store::jobs::Status;
+use crate::store::{Status, StoreError};
 
 /// Everything a service call can refuse or fail with; `http::problem` maps each to a status.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +32,4 @@ pub enum ServiceError {
     IdempotencyInProgress,
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<rusqlite::Error> for ServiceError {
-    fn from(e: rusqlite::Error) -> Self {
-        ServiceError::Store(StoreError::Sqlite(e))
-    }
 }

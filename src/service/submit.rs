@@ -1,32 +1,28 @@
 //! Creating things: variants and humanization jobs, with Stripe-style idempotency keys.
 //!
 //! A job is created, its credits debited and its idempotency key's response stored in ONE
-//! `BEGIN IMMEDIATE` transaction on the one writer, so concurrent requests with the same key
-//! are serialized by SQLite: the first creates, the rest find its stored response. A variant
-//! is validated (numbered) outside the writer, so its key is first reserved in its own
-//! transaction; a second request meanwhile sees the reservation (`IdempotencyInProgress`).
+//! store transaction ([`Store::submit`]), so concurrent requests with the same key are
+//! serialized by the database (SQLite's one writer, PostgreSQL's conflict on the key's row):
+//! the first creates, the rest find its stored response. A variant is validated (numbered)
+//! outside any transaction, so its key is first reserved in its own; a second request
+//! meanwhile sees the reservation (`IdempotencyInProgress`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::chain::ChainType;
-use crate::engine::humanize::{OptionValue, Strategy, StrategySpec, Variant};
+use crate::engine::humanize::Variant;
 use crate::engine::scfv::split_scfv;
 use crate::engine::sequence::clean;
-use crate::store::accounts;
-use crate::store::db::{Db, StoreError, format_timestamp, new_id, now};
-use crate::store::jobs::{self, JobRow, Status};
-use crate::store::requests::{self, IdempotencyScope, StoredResponse};
-use crate::store::variants::{self, VariantRow};
+use crate::store::{
+    IdempotencyScope, JobRow, KeyState, KeyUse, NewJob, Status, Store, StoreError, StoredResponse,
+    Submitted, VariantRow, format_timestamp, new_id, now,
+};
 
 use super::ServiceError;
-
-/// Credits one humanization costs.
-pub const HUMANIZATION_COST: i64 = 1;
-pub const HUMANIZATION: &str = "humanization";
+use super::humanization::{self, HumanizationSnapshot, NewHumanization};
 
 /// An `Idempotency-Key` and where it applies.
 #[derive(Debug, Clone)]
@@ -60,22 +56,6 @@ fn expiry(ttl: Duration) -> String {
         .checked_add(ttl)
         .unwrap_or(jiff::Timestamp::MAX);
     format_timestamp(at)
-}
-
-/// Looks the key up: a replay, a refusal, or None for a first use.
-fn check_key(
-    conn: &rusqlite::Connection,
-    scope: &IdempotencyScope,
-    fingerprint: &str,
-) -> Result<Option<StoredResponse>, ServiceError> {
-    match requests::find_key(conn, scope, &now())? {
-        None => Ok(None),
-        Some(record) if record.fingerprint != fingerprint => Err(ServiceError::IdempotencyMismatch),
-        Some(record) => match record.response {
-            Some(response) => Ok(Some(response)),
-            None => Err(ServiceError::IdempotencyInProgress),
-        },
-    }
 }
 
 /// A variant to register: `vh` (with `vl`, or without for a single-domain antibody), or one
@@ -141,7 +121,7 @@ pub fn check_variant(request: &NewVariant) -> Result<CheckedChains, ServiceError
 /// Validates and registers a variant. `render` turns the stored row into the response kept
 /// for replays.
 pub async fn create_variant(
-    db: &Arc<Db>,
+    store: &Store,
     org_id: &str,
     request: NewVariant,
     idempotency: Option<IdempotencyKey>,
@@ -150,18 +130,37 @@ pub async fn create_variant(
     let print = fingerprint(&request);
     let org = org_id.to_string();
     let key = idempotency.clone();
-    with_reserved_key(db, org_id, print, idempotency, move || {
-        register_variant(db, org, request, key, render)
+    with_reserved_key(store, org_id, print, idempotency, move || {
+        register_variant(store, org, request, key, render)
     })
     .await
 }
 
+/// The stored response of a key's request, or its refusal.
+fn decided(state: KeyState) -> Result<Option<StoredResponse>, ServiceError> {
+    match state {
+        KeyState::Fresh => Ok(None),
+        KeyState::Replay(response) => Ok(Some(response)),
+        KeyState::Mismatch => Err(ServiceError::IdempotencyMismatch),
+        KeyState::InProgress => Err(ServiceError::IdempotencyInProgress),
+    }
+}
+
+fn key_use(org_id: &str, idem: &IdempotencyKey, fingerprint: &str) -> KeyUse {
+    KeyUse {
+        scope: scope_of(org_id, idem),
+        fingerprint: fingerprint.to_string(),
+        expires_at: expiry(idem.ttl),
+    }
+}
+
 /// Runs `create` under an idempotency key reserved in its own transaction first (numbering
-/// happens outside the writer), so a concurrent request with the key sees the reservation.
-/// `create` stores its response under the key in the transaction that creates its rows; a
-/// `create` that fails releases the key, so a request that created nothing does not consume it.
+/// happens outside any transaction), so a concurrent request with the key sees the
+/// reservation. `create` stores its response under the key in the transaction that creates
+/// its rows; a `create` that fails releases the key, so a request that created nothing does
+/// not consume it.
 async fn with_reserved_key<F, Fut>(
-    db: &Arc<Db>,
+    store: &Store,
     org_id: &str,
     print: String,
     idempotency: Option<IdempotencyKey>,
@@ -171,31 +170,17 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<StoredResponse, ServiceError>>,
 {
-    let org = org_id.to_string();
-    if let Some(idem) = idempotency.clone() {
-        let org = org.clone();
-        let replay = db
-            .write_async(move |tx| {
-                let scope = scope_of(&org, &idem);
-                let replay = check_key(tx, &scope, &print)?;
-                if replay.is_none() {
-                    requests::reserve_key(tx, &scope, &print, &now(), &expiry(idem.ttl))?;
-                }
-                Ok::<_, ServiceError>(replay)
-            })
-            .await?;
-        if let Some(response) = replay {
+    if let Some(idem) = &idempotency {
+        let state = store.begin_key(&key_use(org_id, idem, &print)).await?;
+        if let Some(response) = decided(state)? {
             return Ok(Outcome::Replayed(response));
         }
     }
     let created = create().await;
     if created.is_err()
-        && let Some(idem) = idempotency
+        && let Some(idem) = &idempotency
     {
-        db.write_async(move |tx| {
-            requests::release_key(tx, &scope_of(&org, &idem)).map_err(StoreError::from)
-        })
-        .await?;
+        store.release_key(&scope_of(org_id, idem)).await?;
     }
     created.map(Outcome::Created)
 }
@@ -237,7 +222,7 @@ pub struct ImportedRecord {
 /// import`) in one transaction; each invalid record is reported with its reason and blocks
 /// none of the others. A file that is not FASTA or CSV at all is `InvalidRequest`.
 pub async fn import_variants(
-    db: &Arc<Db>,
+    store: &Store,
     org_id: &str,
     request: VariantImport,
     idempotency: Option<IdempotencyKey>,
@@ -246,23 +231,22 @@ pub async fn import_variants(
     let print = fingerprint(&request);
     let org = org_id.to_string();
     let key = idempotency.clone();
-    with_reserved_key(db, org_id, print, idempotency, move || async move {
+    with_reserved_key(store, org_id, print, idempotency, move || async move {
         let checked_org = org.clone();
         let records =
             tokio::task::spawn_blocking(move || check_import(&checked_org, &request.content))
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))??;
-        db.write_async(move |tx| {
-            for row in records.iter().filter_map(|r| r.outcome.as_ref().ok()) {
-                variants::insert(tx, row)?;
-            }
-            let response = render(&records);
-            if let Some(idem) = &key {
-                requests::complete_key(tx, &scope_of(&org, idem), &response)?;
-            }
-            Ok::<_, ServiceError>(response)
-        })
-        .await
+        let rows: Vec<VariantRow> = records
+            .iter()
+            .filter_map(|r| r.outcome.as_ref().ok().cloned())
+            .collect();
+        let response = render(&records);
+        let stored = key
+            .as_ref()
+            .map(|idem| (scope_of(&org, idem), response.clone()));
+        store.insert_variants(rows, stored).await?;
+        Ok(response)
     })
     .await
 }
@@ -296,17 +280,17 @@ fn check_import(org_id: &str, content: &str) -> Result<Vec<ImportedRecord>, Serv
         .collect())
 }
 
-fn scope_of<'a>(org_id: &'a str, idem: &'a IdempotencyKey) -> IdempotencyScope<'a> {
+fn scope_of(org_id: &str, idem: &IdempotencyKey) -> IdempotencyScope {
     IdempotencyScope {
-        org_id,
-        method: idem.method,
-        route: idem.route,
-        key: &idem.key,
+        org_id: org_id.to_string(),
+        method: idem.method.to_string(),
+        route: idem.route.to_string(),
+        key: idem.key.clone(),
     }
 }
 
 async fn register_variant(
-    db: &Arc<Db>,
+    store: &Store,
     org_id: String,
     request: NewVariant,
     idempotency: Option<IdempotencyKey>,
@@ -327,15 +311,12 @@ async fn register_variant(
         scfv: chains.scfv,
         created_at: now(),
     };
-    db.write_async(move |tx| {
-        variants::insert(tx, &row)?;
-        let response = render(&row);
-        if let Some(idem) = &idempotency {
-            requests::complete_key(tx, &scope_of(&row.org_id, idem), &response)?;
-        }
-        Ok::<_, ServiceError>(response)
-    })
-    .await
+    let response = render(&row);
+    let stored = idempotency
+        .as_ref()
+        .map(|idem| (scope_of(&row.org_id, idem), response.clone()));
+    store.insert_variants(vec![row], stored).await?;
+    Ok(response)
 }
 
 /// The cleaned chains (upper case, no whitespace) and the light chain's type (`None` without a
@@ -358,149 +339,69 @@ pub fn validate_chains(
     Ok((text(vh)?, vl.map(text).transpose()?, light))
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct NewHumanization {
-    pub variant_id: String,
-    /// The designs asked for, in canonical form (`design_json`); `None`: every configured
-    /// strategy with its defaults.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub strategies: Option<Vec<serde_json::Value>>,
-}
-
-/// What a humanization job runs on, copied from the variant at submit.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct HumanizationSnapshot {
-    pub variant_id: String,
-    pub name: String,
-    pub vh: String,
-    /// `None` for a single-domain antibody.
-    #[serde(default)]
-    pub vl: Option<String>,
-    /// The designs asked for (`design_json` objects); absent: the server's configured ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strategies: Option<Vec<serde_json::Value>>,
-}
-
-/// The most designs one submit may ask for.
-pub const MAX_DESIGNS: usize = 10;
-
-/// Reads a submit's `strategies`: each an object with `name` and that strategy's options
-/// (`{"name": "sapiens", "iterations": 2}`). Refusals name the entry and the option.
-pub fn parse_designs(entries: &[serde_json::Value]) -> Result<Vec<StrategySpec>, ServiceError> {
-    if entries.is_empty() {
-        return Err(ServiceError::InvalidRequest(
-            "strategies: give at least one, or leave the field out for every strategy".into(),
-        ));
-    }
-    if entries.len() > MAX_DESIGNS {
-        return Err(ServiceError::InvalidRequest(format!(
-            "strategies: at most {MAX_DESIGNS} designs per submit, not {}",
-            entries.len()
-        )));
-    }
-    let mut designs: Vec<StrategySpec> = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        let bad = |why: String| ServiceError::InvalidRequest(format!("strategies[{i}]: {why}"));
-        let object = entry
-            .as_object()
-            .ok_or_else(|| bad("must be an object with a `name`".into()))?;
-        let name = object
-            .get("name")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| bad("`name` (a string) is required".into()))?;
-        let strategy: Strategy = name.parse().map_err(bad)?;
-        let options = object.iter().filter(|(k, _)| *k != "name").map(|(k, v)| {
-            let value = match v {
-                serde_json::Value::Bool(b) => OptionValue::Boolean(*b),
-                serde_json::Value::Number(n) => {
-                    n.as_i64().map_or(OptionValue::Other, OptionValue::Integer)
-                }
-                _ => OptionValue::Other,
-            };
-            (k.as_str(), value)
-        });
-        let spec = StrategySpec::with_options(strategy, options).map_err(bad)?;
-        if designs.contains(&spec) {
-            return Err(bad("the same design is listed twice".into()));
-        }
-        designs.push(spec);
-    }
-    Ok(designs)
-}
-
-/// A design as a JSON object with every option spelled out, as inputs and snapshots keep it.
-pub fn design_json(spec: &StrategySpec) -> serde_json::Value {
-    let mut object = serde_json::Map::new();
-    object.insert("name".into(), spec.strategy.name().into());
-    // Exactly the options this strategy takes, so the runner reads back what was accepted.
-    if let Ok(serde_json::Value::Object(options)) = serde_json::to_value(spec.options()) {
-        object.extend(options);
-    }
-    serde_json::Value::Object(object)
-}
-
-/// Submits a humanization: job, debit and idempotency record in one transaction.
+/// Submits a humanization: job, debit and idempotency record in one transaction. The rules
+/// (the variant must exist, the balance must cover the cost, what the job runs on) are here;
+/// the store runs them inside its transaction.
 pub async fn submit_humanization(
-    db: &Arc<Db>,
+    store: &Store,
     org_id: &str,
     request: NewHumanization,
     idempotency: Option<IdempotencyKey>,
     render: impl Fn(&JobRow) -> StoredResponse + Send + 'static,
 ) -> Result<(Outcome, Option<String>), ServiceError> {
     let print = fingerprint(&request);
-    let org_id = org_id.to_string();
-    db.write_async(move |tx| {
-        if let Some(idem) = &idempotency {
-            let scope = scope_of(&org_id, idem);
-            if let Some(response) = check_key(tx, &scope, &print)? {
-                return Ok((Outcome::Replayed(response), None));
+    let key = idempotency
+        .as_ref()
+        .map(|idem| key_use(org_id, idem, &print));
+    let owner = org_id.to_string();
+    let variant_id = request.variant_id.clone();
+    let submitted = store
+        .submit(org_id, &variant_id, key, move |variant, org| {
+            let variant = variant.ok_or(ServiceError::NotFound)?;
+            if org.balance() < humanization::COST {
+                return Err(ServiceError::InsufficientCredits {
+                    cost: humanization::COST,
+                    balance: org.balance(),
+                });
             }
-        }
-        let variant =
-            variants::get(tx, &org_id, &request.variant_id)?.ok_or(ServiceError::NotFound)?;
-        let org = accounts::get_org(tx, &org_id)?.ok_or(ServiceError::NotFound)?;
-        if org.balance() < HUMANIZATION_COST {
-            return Err(ServiceError::InsufficientCredits {
-                cost: HUMANIZATION_COST,
-                balance: org.balance(),
-            });
-        }
-        let snapshot = HumanizationSnapshot {
-            variant_id: variant.id.clone(),
-            name: variant.name,
-            vh: variant.vh,
-            vl: variant.vl,
-            strategies: request.strategies.clone(),
-        };
-        let mut inputs = serde_json::json!({ "variant_id": variant.id });
-        if let Some(designs) = &request.strategies {
-            inputs["strategies"] = serde_json::Value::Array(designs.clone());
-        }
-        let job = JobRow {
-            id: new_id(),
-            org_id: org_id.clone(),
-            kind: HUMANIZATION.into(),
-            status: Status::Pending,
-            stage: None,
-            inputs: inputs.to_string(),
-            snapshot: serde_json::to_string(&snapshot).unwrap_or_default(),
-            credit_cost: HUMANIZATION_COST,
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            results: None,
-            parental: None,
-            error: None,
-        };
-        jobs::insert(tx, &job)?;
-        accounts::debit(tx, &org, &job.id, HUMANIZATION_COST)?;
-        let response = render(&job);
-        if let Some(idem) = &idempotency {
-            let scope = scope_of(&org_id, idem);
-            requests::reserve_key(tx, &scope, &print, &job.created_at, &expiry(idem.ttl))?;
-            requests::complete_key(tx, &scope, &response)?;
-        }
-        Ok((Outcome::Created(response), Some(job.id)))
-    })
-    .await
+            let snapshot = HumanizationSnapshot {
+                variant_id: variant.id.clone(),
+                name: variant.name.clone(),
+                vh: variant.vh.clone(),
+                vl: variant.vl.clone(),
+                strategies: request.strategies.clone(),
+            };
+            let mut inputs = serde_json::json!({ "variant_id": variant.id });
+            if let Some(designs) = &request.strategies {
+                inputs["strategies"] = serde_json::Value::Array(designs.clone());
+            }
+            let job = JobRow {
+                id: new_id(),
+                org_id: owner,
+                kind: humanization::KIND.into(),
+                status: Status::Pending,
+                stage: None,
+                inputs: inputs.to_string(),
+                snapshot: serde_json::to_string(&snapshot).unwrap_or_default(),
+                credit_cost: humanization::COST,
+                created_at: now(),
+                started_at: None,
+                finished_at: None,
+                results: None,
+                parental: None,
+                error: None,
+            };
+            let response = render(&job);
+            Ok(NewJob { job, response })
+        })
+        .await?;
+    match submitted {
+        Submitted::Created(new) => Ok((Outcome::Created(new.response), Some(new.job.id))),
+        Submitted::Key(state) => match decided(state)? {
+            Some(response) => Ok((Outcome::Replayed(response), None)),
+            // A fresh key is taken inside the submit; it never comes back as a decision.
+            None => Err(ServiceError::IdempotencyInProgress),
+        },
+        Submitted::Refused(e) => Err(e),
+    }
 }

@@ -2,6 +2,7 @@
 //! write quota, and the operator settings a running server polls.
 
 use super::db::exec;
+use crate::store::model::{IdempotencyScope, StoredResponse};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// A stored idempotency key.
@@ -10,20 +11,6 @@ pub struct IdempotencyRecord {
     pub fingerprint: String,
     /// None while the first request is in flight.
     pub response: Option<StoredResponse>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub body: String,
-    pub location: Option<String>,
-}
-
-pub struct IdempotencyScope<'a> {
-    pub org_id: &'a str,
-    pub method: &'a str,
-    pub route: &'a str,
-    pub key: &'a str,
 }
 
 /// The live record for the key, ignoring expired ones.
@@ -149,8 +136,6 @@ pub fn count_write(
         .optional()?;
     Ok(matches!(count, Some(c) if c <= quota))
 }
-
-pub const QUEUE_PAUSED: &str = "queue_paused";
 
 pub fn get_setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?

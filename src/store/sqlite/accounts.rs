@@ -3,21 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::db::{exec, new_id, now};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Organization {
-    pub id: String,
-    pub name: String,
-    pub subscription: i64,
-    pub purchased: i64,
-    pub created_at: String,
-}
-
-impl Organization {
-    pub fn balance(&self) -> i64 {
-        self.subscription + self.purchased
-    }
-}
+use crate::store::model::{ApiKey, Bucket, LedgerEntry, Organization};
 
 fn org_from_row(r: &rusqlite::Row) -> rusqlite::Result<Organization> {
     Ok(Organization {
@@ -65,17 +51,6 @@ pub fn list_orgs(conn: &Connection) -> rusqlite::Result<Vec<Organization>> {
 
 pub fn count_orgs(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT COUNT(*) FROM organizations", [], |r| r.get(0))
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiKey {
-    pub id: String,
-    pub org_id: String,
-    pub prefix: String,
-    pub hash: Vec<u8>,
-    pub scopes: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
 }
 
 fn key_from_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKey> {
@@ -155,40 +130,6 @@ pub fn revoke_key(tx: &Transaction, key_id: &str) -> rusqlite::Result<bool> {
         params![key_id, now()],
     )?;
     Ok(true)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bucket {
-    Subscription,
-    Purchased,
-}
-
-impl Bucket {
-    pub fn name(self) -> &'static str {
-        match self {
-            Bucket::Subscription => "subscription",
-            Bucket::Purchased => "purchased",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Bucket> {
-        match s {
-            "subscription" => Some(Bucket::Subscription),
-            "purchased" => Some(Bucket::Purchased),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LedgerEntry {
-    pub id: String,
-    pub org_id: String,
-    pub bucket: String,
-    pub delta: i64,
-    pub reason: String,
-    pub job_id: Option<String>,
-    pub created_at: String,
 }
 
 fn insert_ledger(
@@ -308,8 +249,9 @@ pub fn ledger_sums(conn: &Connection, org_id: &str) -> rusqlite::Result<(i64, i6
 
 #[cfg(test)]
 mod tests {
+    use super::super::db::Db;
     use super::*;
-    use crate::store::db::{Db, StoreError};
+    use crate::store::StoreError;
 
     fn setup() -> (tempfile::TempDir, std::sync::Arc<Db>, Organization) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -6,23 +6,26 @@
 //! write goes through [`Db::write`], which opens `BEGIN IMMEDIATE` so a read-then-write
 //! transaction takes the write lock before it reads and can never be upgraded into a deadlock.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use crate::store::StoreError;
+
 /// The schema every table lives in; bump [`SCHEMA_VERSION`] with any change to it.
-pub const SCHEMA: &str = include_str!("../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA: &str = include_str!("../../../schema.sql");
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The steps from each earlier schema version to the next: `(from, SQL)`. SQLite cannot relax
 /// a `NOT NULL`, so a changed table is rebuilt and its rows copied.
-const UPGRADES: &[(i64, &str)] = &[(
-    1,
-    // Version 2: single-domain variants (`vl` NULL) and the scFv split.
-    "CREATE TABLE variants_v2 (
+const UPGRADES: &[(i64, &str)] = &[
+    (
+        1,
+        // Version 2: single-domain variants (`vl` NULL) and the scFv split.
+        "CREATE TABLE variants_v2 (
          id            TEXT PRIMARY KEY,
          org_id        TEXT NOT NULL REFERENCES organizations(id),
          name          TEXT NOT NULL,
@@ -38,25 +41,20 @@ const UPGRADES: &[(i64, &str)] = &[(
      DROP TABLE variants;
      ALTER TABLE variants_v2 RENAME TO variants;
      CREATE INDEX variants_org ON variants(org_id, id);",
-)];
+    ),
+    (
+        2,
+        // Version 3: attempts, leases and stored cancel requests on jobs.
+        "ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+         ALTER TABLE jobs ADD COLUMN lease_expires_at INTEGER;
+         ALTER TABLE jobs ADD COLUMN cancel_requested_at TEXT;",
+    ),
+];
 
 /// How long a connection waits on a lock before giving up. Set before WAL is switched on: the
 /// switch itself takes a lock that another process (the admin CLI) may hold.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("database pool: {0}")]
-    Pool(#[from] r2d2::Error),
-    #[error("database task: {0}")]
-    Task(String),
-    #[error(
-        "the database {path} has schema version {found}, newer than this binary's {SCHEMA_VERSION}"
-    )]
-    NewerSchema { path: PathBuf, found: i64 },
-}
 
 /// The per-connection settings every connection needs (SQLite forgets them on close).
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -185,8 +183,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
-            path: path.to_path_buf(),
+            database: path.display().to_string(),
             found: version,
+            supported: SCHEMA_VERSION,
         });
     }
     if version == SCHEMA_VERSION {
@@ -209,21 +208,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Now, as the one timestamp format of the API and the database: `2026-04-22T14:15:00+00:00`.
-pub fn now() -> String {
-    format_timestamp(jiff::Timestamp::now())
-}
-
-pub fn format_timestamp(ts: jiff::Timestamp) -> String {
-    ts.to_zoned(jiff::tz::TimeZone::UTC)
-        .strftime("%Y-%m-%dT%H:%M:%S%:z")
-        .to_string()
-}
-
-/// A new time-ordered id.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().hyphenated().to_string()
-}
+pub use crate::store::{format_timestamp, new_id, now};
 
 #[cfg(test)]
 mod tests {
@@ -274,7 +259,7 @@ mod tests {
         {
             // The schema veneer shipped as version 1 (git show e44013c~1:schema.sql).
             let conn = Connection::open(&path).expect("open");
-            conn.execute_batch(include_str!("../../tests/fixtures/schema_v1.sql"))
+            conn.execute_batch(include_str!("../../../tests/fixtures/schema_v1.sql"))
                 .expect("v1 schema");
             conn.pragma_update(None, "user_version", 1)
                 .expect("version");

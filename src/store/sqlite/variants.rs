@@ -1,21 +1,8 @@
 //! Registered antibody variants.
 
 use super::db::exec;
+use crate::store::model::VariantRow;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct VariantRow {
-    pub id: String,
-    pub org_id: String,
-    pub name: String,
-    pub vh: String,
-    /// `None` for a single-domain antibody.
-    pub vl: Option<String>,
-    pub vl_chain_type: Option<String>,
-    /// The split of a variant registered from one scFv sequence, as JSON.
-    pub scfv: Option<String>,
-    pub created_at: String,
-}
 
 fn from_row(r: &rusqlite::Row) -> rusqlite::Result<VariantRow> {
     Ok(VariantRow {
