@@ -1,6 +1,10 @@
 //! Shared by the API test modules: start the real `veneer` binary on a free port with a fresh
 //! database, and talk HTTP/1.1 to it with a small blocking client (one connection per
 //! request, `Connection: close`), so the tests exercise exactly what a user's curl does.
+//!
+//! The backend comes from `VENEER_TEST_BACKEND`: `sqlite` (the default; a file in the test's
+//! temporary directory) or `postgres` (a new database per server on one throwaway cluster,
+//! see `pg`), so the same suite runs on both.
 
 #![allow(dead_code)]
 
@@ -18,8 +22,33 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_veneer");
 pub const VH: &str = "EVKLQQSGPGLVTPSQSLSITCTVSGFSLSDYGVHWVRQSPGQGLEWLGVIWAGGGTNYNSALMSRKSISKDNSKSQVFLKMNSLQADDTAVYYCARDKGYSYYYSMDYWGQGTSVTVSS";
 pub const VL: &str = "DIETLQSPASLAVSLGQRATISCRASESVEYYVTSLMQWYQQKPGQPPKLLIFAASNVESGVPARFSGSGSGTNFSLNIHPVDEDDVAMYFCQQSRKYVPYTFGGGTKLEIK";
 
+/// Which database the suite runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("VENEER_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Err(_) => Backend::Sqlite,
+        Ok(other) => panic!("VENEER_TEST_BACKEND={other:?}: use sqlite or postgres"),
+    }
+}
+
+/// A fresh database on the suite's backend: a file path, or a new PostgreSQL database's URL.
+pub fn fresh_db(dir: &Path) -> String {
+    match backend() {
+        Backend::Sqlite => dir.join("x.db").to_string_lossy().into_owned(),
+        Backend::Postgres => crate::pg::cluster().create_database(),
+    }
+}
+
 pub struct Server {
     pub dir: tempfile::TempDir,
+    /// The `--db` value: a SQLite file or a PostgreSQL URL.
+    db: String,
     pub child: Option<Child>,
     pub addr: String,
     /// The bootstrap key (printed on the first start only).
@@ -29,8 +58,34 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn db(&self) -> PathBuf {
-        self.dir.path().join("x.db")
+    pub fn db(&self) -> String {
+        self.db.clone()
+    }
+
+    /// The SQLite file, for tests about the file itself; None on PostgreSQL.
+    pub fn db_file(&self) -> Option<PathBuf> {
+        (backend() == Backend::Sqlite).then(|| PathBuf::from(&self.db))
+    }
+
+    /// Runs one statement straight on the database (`sqlite` or `postgres` dialect), as a
+    /// corrupted row or another process would write it; returns the rows it changed.
+    pub fn execute_sql(&self, sqlite: &str, postgres: &str) -> usize {
+        match backend() {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(&self.db).expect("open");
+                conn.busy_timeout(Duration::from_secs(10)).expect("timeout");
+                conn.execute(sqlite, []).expect("statement")
+            }
+            Backend::Postgres => crate::pg::execute(&self.db, postgres),
+        }
+    }
+
+    /// Everything the database holds, as bytes: the SQLite file, or a data dump.
+    pub fn raw_contents(&self) -> Vec<u8> {
+        match backend() {
+            Backend::Sqlite => std::fs::read(&self.db).expect("db"),
+            Backend::Postgres => crate::pg::dump(&self.db),
+        }
     }
 
     /// Everything the server logged to stderr so far (all starts appended).
@@ -47,8 +102,26 @@ impl Server {
     /// left it.
     pub fn start_listening(listen: &str, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start_on(dir, None, listen, args);
+        assert!(
+            !server.key.is_empty(),
+            "the first start on a new database prints an api key"
+        );
+        server
+    }
+
+    /// A server on an existing database (`db`, or a fresh one): several nodes of one
+    /// PostgreSQL database, or a restart elsewhere.
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        db: Option<String>,
+        listen: &str,
+        args: &[&str],
+    ) -> Server {
+        let db = db.unwrap_or_else(|| fresh_db(dir.path()));
         let mut server = Server {
             dir,
+            db,
             child: None,
             addr: String::new(),
             key: String::new(),
@@ -56,7 +129,7 @@ impl Server {
             listen: listen.to_string(),
         };
         let key = server.spawn();
-        server.key = key.expect("first start prints an api key");
+        server.key = key.unwrap_or_default();
         server
     }
 
@@ -295,7 +368,7 @@ pub fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }
 
-pub fn admin(db: &Path, args: &[&str]) -> (bool, String) {
+pub fn admin(db: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN)
         .arg("--db")
         .arg(db)

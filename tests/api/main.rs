@@ -5,6 +5,7 @@
 mod common;
 #[path = "../oracle/mod.rs"]
 mod oracle;
+mod pg;
 
 mod basics;
 mod crash;

@@ -18,16 +18,17 @@ fn a_failing_pipeline_ends_failed_with_a_problem_and_one_refund() {
     );
     // The API validates variants, so a failing pipeline needs a snapshot the engine refuses;
     // write one straight into the job, as a corrupted or older row would hold it.
-    let conn = rusqlite::Connection::open(s.db()).expect("open");
-    conn.busy_timeout(Duration::from_secs(10)).expect("timeout");
-    let changed = conn
-        .execute(
-            "UPDATE jobs SET snapshot = json_set(snapshot, '$.vl', 'ACDEFGHIKLMNPQRSTVWY') WHERE id = ?1",
-            [&id],
-        )
-        .expect("update");
+    let changed = s.execute_sql(
+        &format!(
+            "UPDATE jobs SET snapshot = json_set(snapshot, '$.vl', 'ACDEFGHIKLMNPQRSTVWY') \
+             WHERE id = '{id}'"
+        ),
+        &format!(
+            "UPDATE jobs SET snapshot = jsonb_set(snapshot::jsonb, '{{vl}}', \
+             '\"ACDEFGHIKLMNPQRSTVWY\"')::text WHERE id = '{id}'"
+        ),
+    );
     assert_eq!(changed, 1);
-    drop(conn);
     s.admin(&["queue", "resume"]);
     let job = s.wait_status(&id, "failed", Duration::from_secs(10));
     assert!(job["failed_at"].is_string());
@@ -203,15 +204,12 @@ fn a_key_whose_first_request_is_in_flight_is_409_until_a_restart_drops_it() {
         .as_str()
         .expect("org")
         .to_string();
-    let conn = rusqlite::Connection::open(s.db()).expect("open");
-    conn.busy_timeout(Duration::from_secs(10)).expect("timeout");
-    conn.execute(
+    let reserve = format!(
         "INSERT INTO idempotency_keys (org_id, method, route, key, fingerprint, created_at, expires_at) \
-         VALUES (?1, 'POST', '/v1/variants', 'in-flight', ?2, '2000-01-01T00:00:00+00:00', '2999-01-01T00:00:00+00:00')",
-        rusqlite::params![org, fingerprint],
-    )
-    .expect("reserve");
-    drop(conn);
+         VALUES ('{org}', 'POST', '/v1/variants', 'in-flight', '{fingerprint}', \
+         '2000-01-01T00:00:00+00:00', '2999-01-01T00:00:00+00:00')"
+    );
+    assert_eq!(s.execute_sql(&reserve, &reserve), 1);
     let send = |s: &Server, body: &Value| {
         s.req()
             .method("POST")

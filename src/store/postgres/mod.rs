@@ -785,6 +785,17 @@ impl Postgres {
         let org_uid = need_uid(org_id)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // The organization's row first: concurrent submits of one organization then run one
+        // at a time. Taken before any insert, because every insert referencing the row takes
+        // a share lock on it, and two share holders both asking for this lock would deadlock.
+        let stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1 FOR UPDATE"
+            ))
+            .await?;
+        let Some(organization) = tx.query_opt(&stmt, &[&org_uid]).await?.as_ref().map(org) else {
+            return Err(StoreError::Refused(format!("no organization {org_id}")));
+        };
         if let Some(key) = &key {
             match begin_key(&tx, key).await? {
                 KeyState::Fresh => {}
@@ -803,15 +814,6 @@ impl Postgres {
                 .as_ref()
                 .map(variant),
             None => None,
-        };
-        // Locked: concurrent submits of one organization read its balance one at a time.
-        let stmt = tx
-            .prepare_cached(&format!(
-                "SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1 FOR UPDATE"
-            ))
-            .await?;
-        let Some(organization) = tx.query_opt(&stmt, &[&org_uid]).await?.as_ref().map(org) else {
-            return Err(StoreError::Refused(format!("no organization {org_id}")));
         };
         let new = match plan(variant.as_ref(), &organization) {
             Ok(new) => new,
