@@ -24,7 +24,8 @@ pub struct ServeArgs {
     /// Address to listen on (`127.0.0.1:0` picks a free port; the line `listening on ...` says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Jobs run at once (default: the number of cores).
+    /// Jobs run at once (default: the number of cores). 0 serves the API only and runs no
+    /// jobs, for a node in front of others that share its PostgreSQL database.
     #[arg(long)]
     pub workers: Option<usize>,
     /// Comma-separated strategies every job runs (default: all the engine knows).
@@ -126,8 +127,7 @@ pub fn run(db: &str, args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let workers = args
         .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -182,6 +182,12 @@ async fn serve(db: &str, args: ServeArgs, workers: usize) -> Result<(), String> 
             node_id: crate::runner::node_id(),
         },
         paused,
+    );
+    tracing::info!(
+        backend = store.backend(),
+        node = runner.node_id(),
+        workers,
+        "store opened"
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -197,7 +197,12 @@ impl Runner {
             .store
             .listen()
             .map(|notices| tokio::spawn(Arc::clone(&self).listen_loop(notices)));
-        self.claim_loop().await;
+        if self.config.workers > 0 {
+            self.claim_loop().await;
+        } else {
+            // An API-only node: other nodes run the jobs; this one still hears about them.
+            self.shutdown.cancelled().await;
+        }
         heartbeat.abort();
         if let Some(listener) = listener {
             listener.abort();
@@ -205,7 +210,7 @@ impl Runner {
     }
 
     async fn claim_loop(self: &Arc<Self>) {
-        let permits = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let permits = Arc::new(Semaphore::new(self.config.workers));
         let mut last_poll: Option<Instant> = None;
         let mut last_sweep = Instant::now();
         loop {
@@ -576,6 +581,13 @@ impl Runner {
             .await?;
         if completed {
             self.durations.observe(elapsed);
+            tracing::info!(
+                job_id = %job.id,
+                node = %self.config.node_id,
+                attempt = held.attempt,
+                duration_ms = elapsed.as_millis() as u64,
+                "job completed"
+            );
         } else {
             tracing::warn!(job_id = %job.id, "the job was no longer this node's to complete");
         }

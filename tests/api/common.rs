@@ -335,6 +335,11 @@ impl Server {
         id_of(&r.json)
     }
 
+    /// Every ledger entry of the bootstrap organization, following the cursor.
+    pub fn ledger_all(&self) -> Vec<Value> {
+        self.all_pages(&self.key, "/v1/credits/ledger")
+    }
+
     pub fn ledger(&self) -> Vec<Value> {
         let r = self.get("/v1/credits/ledger?limit=100");
         assert_eq!(r.status, 200);

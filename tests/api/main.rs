@@ -16,6 +16,7 @@ mod hostile;
 mod import;
 mod jobs;
 mod lifecycle;
+mod multinode;
 mod openapi;
 mod races;
 mod shutdown;

@@ -14,6 +14,8 @@ pub struct Cluster {
     /// `postgres://veneer@127.0.0.1:PORT`, without a database name.
     base: String,
     _dir: Option<tempfile::TempDir>,
+    /// The watchdog shell running the server (it outlives this process only until it notices).
+    _watchdog: Option<std::sync::Mutex<std::process::Child>>,
 }
 
 /// The directory of Debian's PostgreSQL programs (the newest installed major version).
@@ -63,6 +65,7 @@ pub fn cluster() -> &'static Cluster {
             return Cluster {
                 base: base.trim_end_matches('/').to_string(),
                 _dir: None,
+                _watchdog: None,
             };
         }
         let bin = bin_dir().expect(
@@ -115,7 +118,7 @@ pub fn cluster() -> &'static Cluster {
             log = dir.path().join("server.log").display(),
             me = std::process::id(),
         );
-        as_server_user(Path::new("/bin/sh"))
+        let watchdog = as_server_user(Path::new("/bin/sh"))
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -135,6 +138,7 @@ pub fn cluster() -> &'static Cluster {
         Cluster {
             base,
             _dir: Some(dir),
+            _watchdog: Some(std::sync::Mutex::new(watchdog)),
         }
     })
 }

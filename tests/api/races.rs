@@ -127,7 +127,7 @@ fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
         };
         ends.push(job);
     }
-    let ledger = full_ledger(&s);
+    let ledger = s.ledger_all();
     let mut expected_balance = 100;
     for (id, job) in ids.iter().zip(&ends) {
         let entries: Vec<&Value> = ledger
@@ -162,24 +162,6 @@ fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
         "{canceled} of {} jobs were canceled, the rest completed",
         ends.len()
     );
-}
-
-fn full_ledger(s: &Server) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
-            Some(a) => format!("/v1/credits/ledger?limit=100&starting_after={a}"),
-            None => "/v1/credits/ledger?limit=100".to_string(),
-        };
-        let page = s.get(&path).json;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        after = data.last().map(id_of);
-        all.extend(data);
-        if page["has_more"] != true {
-            return all;
-        }
-    }
 }
 
 #[test]
