@@ -16,6 +16,7 @@ mod hostile;
 mod import;
 mod jobs;
 mod lifecycle;
+mod migrate;
 mod multinode;
 mod openapi;
 mod races;
