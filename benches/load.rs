@@ -27,6 +27,11 @@ use veneer::store::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_veneer");
+
+/// The API suite's throwaway PostgreSQL cluster, started here with durable settings.
+#[path = "../tests/api/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 const VH: &str = "EVKLQQSGPGLVTPSQSLSITCTVSGFSLSDYGVHWVRQSPGQGLEWLGVIWAGGGTNYNSALMSRKSISKDNSKSQVFLKMNSLQADDTAVYYCARDKGYSYYYSMDYWGQGTSVTVSS";
 const VL: &str = "DIETLQSPASLAVSLGQRATISCRASESVEYYVTSLMQWYQQKPGQPPKLLIFAASNVESGVPARFSGSGSGTNFSLNIHPVDEDDVAMYFCQQSRKYVPYTFGGGTKLEIK";
 const CLIENTS: usize = 32;
@@ -52,7 +57,7 @@ fn main() {
     println!();
     let raw = raw_sqlite(dir.path());
     println!();
-    http_routes(dir.path(), raw);
+    let trivial = http_routes(dir.path(), raw);
     println!();
     cancel_latency(dir.path());
     println!();
@@ -65,6 +70,14 @@ fn main() {
     println!("|---|---|");
     memory(dir.path());
     println!();
+    if std::env::var_os("VENEER_BENCH_NO_POSTGRES").is_none() && pg::bin_dir().is_some()
+        || std::env::var_os("VENEER_TEST_PG").is_some()
+    {
+        postgres(trivial);
+        println!();
+    } else {
+        println!("(PostgreSQL column skipped: no Debian postgresql and no VENEER_TEST_PG)");
+    }
     println!(
         "whole run {:.0} s; load average at end: {}",
         began.elapsed().as_secs_f64(),
@@ -371,10 +384,16 @@ impl Drop for Served {
 }
 
 fn serve(dir: &std::path::Path, name: &str, extra: &[&str]) -> Served {
-    let db = dir.join(name);
+    let mut served = serve_on(&dir.join(name).to_string_lossy(), extra);
+    served.db = dir.join(name);
+    served
+}
+
+/// The real binary on any database (`--db` a file or a `postgres://` URL).
+fn serve_on(db: &str, extra: &[&str]) -> Served {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db)
+        .arg(db)
         .args([
             "--write-rate",
             "1000000",
@@ -410,7 +429,7 @@ fn serve(dir: &std::path::Path, name: &str, extra: &[&str]) -> Served {
         child,
         addr,
         key,
-        db,
+        db: db.into(),
     }
 }
 
@@ -612,7 +631,7 @@ fn submit_request(variant_id: &str) -> Arc<dyn Fn(usize) -> Req + Send + Sync> {
 
 /// Submit, GET and cancel at 1, 32 and 256 connections against the real binary (queue
 /// paused), beside the trivial hyper route driven by the same client.
-fn http_routes(dir: &std::path::Path, raw_insert: f64) {
+fn http_routes(dir: &std::path::Path, raw_insert: f64) -> f64 {
     let (mut trivial, trivial_addr) = spawn_trivial();
     let server = serve(dir, "http.db", &["--paused"]);
     let mut c = Client::connect(&server.addr);
@@ -702,6 +721,7 @@ fn http_routes(dir: &std::path::Path, raw_insert: f64) {
             Some(("raw insert", raw_insert)),
         );
     }
+    trivial_rates[1]
 }
 
 fn proc_status(pid: u32, key: &str) -> String {
@@ -928,4 +948,214 @@ fn cancel_latency(dir: &std::path::Path) {
             ms(percentile(l, 1.0))
         );
     }
+}
+
+/// The PostgreSQL column: the database's own ceiling (one-row `INSERT` transactions from
+/// `CLIENTS` connections, no HTTP), then submit, GET and cancel through the real binary at
+/// `CLIENTS` connections, and the drain per node — one node with one worker, one with two,
+/// and two nodes with one worker each on one database.
+fn postgres(trivial: f64) {
+    // Commits are not waited on (synchronous_commit=off, like SQLite's synchronous=NORMAL in
+    // WAL mode: a crash of the machine may lose the last commits, never consistency), but
+    // pages are fsynced as on a real server.
+    // SAFETY: set before any thread of this process reads the environment for it.
+    unsafe { std::env::set_var("VENEER_PG_DURABLE", "1") };
+    let cluster = pg::cluster();
+    let raw = raw_postgres(&cluster.create_database());
+    let db = cluster.create_database();
+    let server = serve_on(&db, &["--paused"]);
+    let mut c = Client::connect(&server.addr);
+    let variant_id = create_variant(&mut c, &server.key);
+    println!("| PostgreSQL route | connections | requests | req/s | p50 | p99 | vs ceiling |");
+    println!("|---|---|---|---|---|---|---|");
+    let p = drive(
+        &server.addr,
+        &server.key,
+        CLIENTS,
+        total_for(CLIENTS),
+        submit_request(&variant_id),
+    );
+    row(
+        "`POST /v1/humanizations`",
+        CLIENTS,
+        &p,
+        Some(("raw PG insert", raw)),
+    );
+    let pending = Arc::new(p.ids);
+    let target = Arc::new(format!("/v1/humanizations/{}", pending[0]));
+    let p = drive(
+        &server.addr,
+        &server.key,
+        CLIENTS,
+        reads_for(CLIENTS),
+        Arc::new(move |_| Req {
+            method: "GET",
+            path: target.to_string(),
+            body: String::new(),
+            expect: 200,
+        }),
+    );
+    row(
+        "`GET /v1/humanizations/{id}`",
+        CLIENTS,
+        &p,
+        Some(("trivial route", trivial)),
+    );
+    let ids = Arc::clone(&pending);
+    let p = drive(
+        &server.addr,
+        &server.key,
+        CLIENTS,
+        pending.len(),
+        Arc::new(move |i| Req {
+            method: "POST",
+            path: format!("/v1/humanizations/{}/cancel", ids[i]),
+            body: String::new(),
+            expect: 200,
+        }),
+    );
+    row(
+        "`POST /v1/humanizations/{id}/cancel` (pending)",
+        CLIENTS,
+        &p,
+        Some(("raw PG insert", raw)),
+    );
+    drop(server);
+    println!();
+    println!("| PostgreSQL drain | jobs | rate |");
+    println!("|---|---|---|");
+    for (nodes, workers) in [(1, 1), (1, 2), (2, 1)] {
+        drain_postgres(&cluster.create_database(), nodes, workers);
+    }
+}
+
+/// One-row `INSERT` transactions (autocommit) from `CLIENTS` connections: what the database
+/// itself sustains here, the ceiling of a submit's writes.
+fn raw_postgres(url: &str) -> f64 {
+    const N: usize = 20_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rate = runtime.block_on(async {
+        let connect = || async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            client
+        };
+        connect()
+            .await
+            .batch_execute(
+                "CREATE TABLE t (id uuid PRIMARY KEY, org_id uuid NOT NULL, status text NOT NULL, \
+                 inputs text NOT NULL, created_at timestamptz NOT NULL)",
+            )
+            .await
+            .expect("table");
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut clients = Vec::new();
+        for _ in 0..CLIENTS {
+            clients.push(connect().await);
+        }
+        let started = Instant::now();
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .map(|client| {
+                let next = Arc::clone(&next);
+                tokio::spawn(async move {
+                    let stmt = client
+                        .prepare(
+                            "INSERT INTO t VALUES ($1, $2, 'pending', '{\"variant_id\":\"x\"}', now())",
+                        )
+                        .await
+                        .expect("prepare");
+                    let org = uuid::Uuid::now_v7();
+                    while next.fetch_add(1, Ordering::Relaxed) < N {
+                        client
+                            .execute(&stmt, &[&uuid::Uuid::now_v7(), &org])
+                            .await
+                            .expect("insert");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        N as f64 / started.elapsed().as_secs_f64()
+    });
+    println!("| PostgreSQL ceiling | figure |");
+    println!("|---|---|");
+    println!(
+        "| raw PostgreSQL, one-row `INSERT` per transaction, {CLIENTS} connections (fsync on, `synchronous_commit=off`), {N} rows | {rate:.0} /s |"
+    );
+    println!();
+    rate
+}
+
+/// Jobs drained per second on PostgreSQL by `nodes` nodes of `workers` workers each.
+fn drain_postgres(url: &str, nodes: usize, workers: usize) {
+    const JOBS: usize = 400;
+    let w = workers.to_string();
+    let first = serve_on(url, &["--paused", "--workers", &w]);
+    let mut all = vec![first];
+    for _ in 1..nodes {
+        all.push(serve_on(url, &["--workers", &w]));
+    }
+    let key = all[0].key.clone();
+    let mut c = Client::connect(&all[0].addr);
+    let variant_id = create_variant(&mut c, &key);
+    let p = drive(
+        &all[0].addr,
+        &key,
+        CLIENTS,
+        JOBS,
+        submit_request(&variant_id),
+    );
+    assert_eq!(p.n, JOBS);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let count = |sql: &'static str| {
+            let client = &client;
+            async move { client.query_one(sql, &[]).await.expect("count").get::<_, i64>(0) }
+        };
+        let out = Command::new(BIN)
+            .args(["--db", url, "queue", "resume"])
+            .output()
+            .expect("resume");
+        assert!(out.status.success());
+        let started = Instant::now();
+        let mut first_claim = None;
+        loop {
+            let pending = count("SELECT count(*) FROM jobs WHERE status = 'pending'").await;
+            if first_claim.is_none() && pending < JOBS as i64 {
+                first_claim = Some(Instant::now());
+            }
+            let open =
+                count("SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')").await;
+            if open == 0 {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                println!("| {nodes} node(s) × --workers {workers} | still draining after 120 s |");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let busy = first_claim.map_or(started.elapsed(), |t| t.elapsed());
+        let done = count("SELECT count(*) FROM jobs WHERE status = 'completed'").await;
+        println!(
+            "| {nodes} node(s) × --workers {workers} | {done} of {JOBS} completed | {:.1} jobs/s (first claim → none open {:.2} s) |",
+            done as f64 / busy.as_secs_f64(),
+            busy.as_secs_f64()
+        );
+    });
 }

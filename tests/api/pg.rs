@@ -105,11 +105,17 @@ pub fn cluster() -> &'static Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
+        // Tests need no durability; the load bench asks for it (VENEER_PG_DURABLE) so its
+        // figures are a real server's: pages fsynced, commits not waited on.
+        let durability = if std::env::var_os("VENEER_PG_DURABLE").is_some() {
+            "-c synchronous_commit=off"
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         // The watchdog: runs the server and stops it once this test process is gone.
         let script = format!(
             "'{postgres}' -D '{data}' -p {port} -k '{sock}' -c listen_addresses=127.0.0.1 \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c max_connections=400 >'{log}' 2>&1 & pg=$!; \
+             {durability} -c max_connections=400 >'{log}' 2>&1 & pg=$!; \
              while [ -d /proc/{me} ] && kill -0 $pg 2>/dev/null; do sleep 0.5; done; \
              kill -INT $pg 2>/dev/null; wait $pg",
             postgres = bin.join("postgres").display(),

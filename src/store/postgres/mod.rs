@@ -783,78 +783,126 @@ impl Postgres {
         E: Send + 'static,
     {
         let org_uid = need_uid(org_id)?;
+        let variant_uid = uid(variant_id);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // The organization's row first: concurrent submits of one organization then run one
-        // at a time. Taken before any insert, because every insert referencing the row takes
-        // a share lock on it, and two share holders both asking for this lock would deadlock.
-        let stmt = tx
-            .prepare_cached(&format!(
-                "SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1 FOR UPDATE"
-            ))
-            .await?;
-        let Some(organization) = tx.query_opt(&stmt, &[&org_uid]).await?.as_ref().map(org) else {
-            return Err(StoreError::Refused(format!("no organization {org_id}")));
-        };
         if let Some(key) = &key {
+            // Waits here for a concurrent request holding the key, then replays its answer.
             match begin_key(&tx, key).await? {
                 KeyState::Fresh => {}
                 decided => return Ok(Submitted::Key(decided)),
             }
         }
-        let variant = match uid(variant_id) {
-            Some(vid) => tx
-                .query_opt(
-                    &format!(
-                        "SELECT {VARIANT_COLUMNS} FROM variants WHERE id = $1 AND org_id = $2"
-                    ),
-                    &[&vid, &org_uid],
-                )
-                .await?
-                .as_ref()
-                .map(variant),
-            None => None,
+        // The variant, and the organization's row locked so concurrent submits of one
+        // organization read its balance one at a time. FOR NO KEY UPDATE, not FOR UPDATE: the
+        // share locks that inserts referencing the row take do not conflict with it, so two
+        // submits can never deadlock on them. Both statements go out in one round trip.
+        let variant_stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {VARIANT_COLUMNS} FROM variants WHERE id = $1 AND org_id = $2"
+            ))
+            .await?;
+        let org_stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1 FOR NO KEY UPDATE"
+            ))
+            .await?;
+        let (variant_row, org_row) = tokio::try_join!(
+            async {
+                match variant_uid {
+                    Some(vid) => tx.query_opt(&variant_stmt, &[&vid, &org_uid]).await,
+                    None => Ok(None),
+                }
+            },
+            async { tx.query_opt(&org_stmt, &[&org_uid]).await },
+        )?;
+        let Some(organization) = org_row.as_ref().map(org) else {
+            return Err(StoreError::Refused(format!("no organization {org_id}")));
         };
-        let new = match plan(variant.as_ref(), &organization) {
+        let new = match plan(variant_row.as_ref().map(variant).as_ref(), &organization) {
             Ok(new) => new,
             // Dropping the transaction rolls the key's reservation back.
             Err(refusal) => return Ok(Submitted::Refused(refusal)),
         };
         let j = &new.job;
         let job_id = need_uid(&j.id)?;
-        let stmt = tx
+        let created_at = timestamp(&j.created_at)?;
+        let job_stmt = tx
             .prepare_cached(
                 "INSERT INTO jobs (id, org_id, kind, status, inputs, snapshot, credit_cost, \
                  created_at) VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7)",
             )
             .await?;
-        tx.execute(
-            &stmt,
-            &[
-                &job_id,
-                &org_uid,
-                &j.kind,
-                &j.inputs,
-                &j.snapshot,
-                &j.credit_cost,
-                &timestamp(&j.created_at)?,
-            ],
-        )
-        .await?;
         // Subscription bucket first; the CHECKs abort the transaction on an overdraft.
         let from_subscription = j.credit_cost.min(organization.subscription);
-        let from_purchased = j.credit_cost - from_subscription;
-        for (bucket, amount) in [
+        let debits: Vec<(Bucket, i64, Uuid)> = [
             (Bucket::Subscription, from_subscription),
-            (Bucket::Purchased, from_purchased),
-        ] {
-            if amount > 0 {
-                insert_ledger(&tx, org_uid, bucket, -amount, "debit", Some(job_id)).await?;
+            (Bucket::Purchased, j.credit_cost - from_subscription),
+        ]
+        .into_iter()
+        .filter(|(_, amount)| *amount > 0)
+        .map(|(bucket, amount)| Ok((bucket, -amount, need_uid(&new_id())?)))
+        .collect::<Result<_, StoreError>>()?;
+        let debit_stmt = tx
+            .prepare_cached(
+                "INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at) \
+                 VALUES ($1, $2, $3, $4, 'debit', $5, now())",
+            )
+            .await?;
+        let key_stmt = tx
+            .prepare_cached(
+                "UPDATE idempotency_keys SET response_status = $5, response_body = $6, \
+                 response_location = $7 \
+                 WHERE org_id = $1 AND method = $2 AND route = $3 AND key = $4",
+            )
+            .await?;
+        let status = i32::from(new.response.status);
+        // The job, its debit rows and the key's stored answer, pipelined: the statements run
+        // in this order on the server (the debit's reference finds the job) in one round trip.
+        let job_insert = async {
+            tx.execute(
+                &job_stmt,
+                &[
+                    &job_id,
+                    &org_uid,
+                    &j.kind,
+                    &j.inputs,
+                    &j.snapshot,
+                    &j.credit_cost,
+                    &created_at,
+                ],
+            )
+            .await
+        };
+        let (tx_ref, debit_stmt, org_ref, job_ref) = (&tx, &debit_stmt, &org_uid, &job_id);
+        let debit_inserts = futures_util::future::try_join_all(debits.iter().map(
+            |(bucket, delta, id)| async move {
+                tx_ref
+                    .execute(debit_stmt, &[id, org_ref, &bucket.name(), delta, job_ref])
+                    .await
+            },
+        ));
+        let key_update = async {
+            match &key {
+                Some(key) => {
+                    tx.execute(
+                        &key_stmt,
+                        &[
+                            &org_uid,
+                            &key.scope.method,
+                            &key.scope.route,
+                            &key.scope.key,
+                            &status,
+                            &new.response.body,
+                            &new.response.location,
+                        ],
+                    )
+                    .await
+                }
+                None => Ok(0),
             }
-        }
-        if let Some(key) = &key {
-            complete_key(&tx, &key.scope, &new.response).await?;
-        }
+        };
+        tokio::try_join!(job_insert, debit_inserts, key_update)?;
         tx.commit().await?;
         Ok(Submitted::Created(Box::new(new)))
     }
