@@ -222,18 +222,34 @@ pub fn ledger_page(
         "SELECT id, org_id, bucket, delta, reason, job_id, created_at FROM credit_ledger \
          WHERE org_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
     )?;
-    stmt.query_map(params![org_id, before, limit as i64], |r| {
-        Ok(LedgerEntry {
-            id: r.get(0)?,
-            org_id: r.get(1)?,
-            bucket: r.get(2)?,
-            delta: r.get(3)?,
-            reason: r.get(4)?,
-            job_id: r.get(5)?,
-            created_at: r.get(6)?,
-        })
-    })?
-    .collect()
+    stmt.query_map(params![org_id, before, limit as i64], ledger_from_row)?
+        .collect()
+}
+
+fn ledger_from_row(r: &rusqlite::Row) -> rusqlite::Result<LedgerEntry> {
+    Ok(LedgerEntry {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        bucket: r.get(2)?,
+        delta: r.get(3)?,
+        reason: r.get(4)?,
+        job_id: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+/// Every key, oldest first (for `veneer migrate`).
+pub fn all_keys(conn: &Connection) -> rusqlite::Result<Vec<ApiKey>> {
+    let mut stmt = conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))?;
+    stmt.query_map([], key_from_row)?.collect()
+}
+
+/// The whole ledger, oldest first (for `veneer migrate`).
+pub fn all_ledger(conn: &Connection) -> rusqlite::Result<Vec<LedgerEntry>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, org_id, bucket, delta, reason, job_id, created_at FROM credit_ledger ORDER BY id",
+    )?;
+    stmt.query_map([], ledger_from_row)?.collect()
 }
 
 /// The ledger's sums per bucket, to check the cached balances against.

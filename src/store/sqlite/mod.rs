@@ -587,56 +587,10 @@ fn dump(c: &Connection) -> rusqlite::Result<Dump> {
         organizations: accounts::list_orgs(c)?,
         ..Dump::default()
     };
-    let mut s = c.prepare(
-        "SELECT id, org_id, prefix, hash, scopes, created_at, revoked_at FROM api_keys ORDER BY id",
-    )?;
-    d.api_keys = s
-        .query_map([], |r| {
-            Ok(ApiKey {
-                id: r.get(0)?,
-                org_id: r.get(1)?,
-                prefix: r.get(2)?,
-                hash: r.get(3)?,
-                scopes: r.get(4)?,
-                created_at: r.get(5)?,
-                revoked_at: r.get(6)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut s = c.prepare(
-        "SELECT id, org_id, name, vh, vl, vl_chain_type, scfv, created_at FROM variants ORDER BY id",
-    )?;
-    d.variants = s
-        .query_map([], |r| {
-            Ok(VariantRow {
-                id: r.get(0)?,
-                org_id: r.get(1)?,
-                name: r.get(2)?,
-                vh: r.get(3)?,
-                vl: r.get(4)?,
-                vl_chain_type: r.get(5)?,
-                scfv: r.get(6)?,
-                created_at: r.get(7)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    d.api_keys = accounts::all_keys(c)?;
+    d.variants = variants::all(c)?;
     d.jobs = jobs::all(c)?;
-    let mut s = c.prepare(
-        "SELECT id, org_id, bucket, delta, reason, job_id, created_at FROM credit_ledger ORDER BY id",
-    )?;
-    d.ledger = s
-        .query_map([], |r| {
-            Ok(LedgerEntry {
-                id: r.get(0)?,
-                org_id: r.get(1)?,
-                bucket: r.get(2)?,
-                delta: r.get(3)?,
-                reason: r.get(4)?,
-                job_id: r.get(5)?,
-                created_at: r.get(6)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    d.ledger = accounts::all_ledger(c)?;
     let mut s = c.prepare(
         "SELECT org_id, method, route, key, fingerprint, response_status, response_body, \
          response_location, created_at, expires_at FROM idempotency_keys",

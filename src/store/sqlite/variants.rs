@@ -61,6 +61,12 @@ pub fn page(
         .collect()
 }
 
+/// Every variant, oldest first (for `veneer migrate`).
+pub fn all(conn: &Connection) -> rusqlite::Result<Vec<VariantRow>> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM variants ORDER BY id"))?;
+    stmt.query_map([], from_row)?.collect()
+}
+
 /// Deletes the variant; false when it does not exist for this organization.
 pub fn delete(tx: &Transaction, org_id: &str, id: &str) -> rusqlite::Result<bool> {
     Ok(exec(
