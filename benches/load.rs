@@ -619,6 +619,27 @@ fn submit_one(c: &mut Client, key: &str, variant_id: &str) -> String {
     field(&job, "id").to_string()
 }
 
+/// `GET path`, every time.
+fn get_request(path: &str) -> Arc<dyn Fn(usize) -> Req + Send + Sync> {
+    let path = path.to_string();
+    Arc::new(move |_| Req {
+        method: "GET",
+        path: path.clone(),
+        body: String::new(),
+        expect: 200,
+    })
+}
+
+/// The cancel of the `base + i`th of `ids`.
+fn cancel_request(ids: Arc<Vec<String>>, base: usize) -> Arc<dyn Fn(usize) -> Req + Send + Sync> {
+    Arc::new(move |i| Req {
+        method: "POST",
+        path: format!("/v1/humanizations/{}/cancel", ids[base + i]),
+        body: String::new(),
+        expect: 200,
+    })
+}
+
 fn submit_request(variant_id: &str) -> Arc<dyn Fn(usize) -> Req + Send + Sync> {
     let body = format!("{{\"variant_id\":\"{variant_id}\"}}");
     Arc::new(move |_| Req {
@@ -674,20 +695,14 @@ fn http_routes(dir: &std::path::Path, raw_insert: f64) -> f64 {
         );
         pending.extend(p.ids);
     }
-    let target = Arc::new(format!("/v1/humanizations/{}", pending[0]));
+    let target = format!("/v1/humanizations/{}", pending[0]);
     for (conns, ceiling) in LEVELS.into_iter().zip(&trivial_rates) {
-        let target = target.clone();
         let p = drive(
             &server.addr,
             &server.key,
             conns,
             reads_for(conns),
-            Arc::new(move |_| Req {
-                method: "GET",
-                path: target.to_string(),
-                body: String::new(),
-                expect: 200,
-            }),
+            get_request(&target),
         );
         row(
             "`GET /v1/humanizations/{id}`",
@@ -700,18 +715,12 @@ fn http_routes(dir: &std::path::Path, raw_insert: f64) -> f64 {
     let mut offset = 0;
     for conns in LEVELS {
         let total = total_for(conns).min(pending.len() - offset);
-        let (ids, base) = (pending.clone(), offset);
         let p = drive(
             &server.addr,
             &server.key,
             conns,
             total,
-            Arc::new(move |i| Req {
-                method: "POST",
-                path: format!("/v1/humanizations/{}/cancel", ids[base + i]),
-                body: String::new(),
-                expect: 200,
-            }),
+            cancel_request(pending.clone(), offset),
         );
         offset += total;
         row(
@@ -982,18 +991,13 @@ fn postgres(trivial: f64) {
         Some(("raw PG insert", raw)),
     );
     let pending = Arc::new(p.ids);
-    let target = Arc::new(format!("/v1/humanizations/{}", pending[0]));
+    let target = format!("/v1/humanizations/{}", pending[0]);
     let p = drive(
         &server.addr,
         &server.key,
         CLIENTS,
         reads_for(CLIENTS),
-        Arc::new(move |_| Req {
-            method: "GET",
-            path: target.to_string(),
-            body: String::new(),
-            expect: 200,
-        }),
+        get_request(&target),
     );
     row(
         "`GET /v1/humanizations/{id}`",
@@ -1001,18 +1005,12 @@ fn postgres(trivial: f64) {
         &p,
         Some(("trivial route", trivial)),
     );
-    let ids = Arc::clone(&pending);
     let p = drive(
         &server.addr,
         &server.key,
         CLIENTS,
         pending.len(),
-        Arc::new(move |i| Req {
-            method: "POST",
-            path: format!("/v1/humanizations/{}/cancel", ids[i]),
-            body: String::new(),
-            expect: 200,
-        }),
+        cancel_request(Arc::clone(&pending), 0),
     );
     row(
         "`POST /v1/humanizations/{id}/cancel` (pending)",
