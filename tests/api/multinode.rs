@@ -466,3 +466,72 @@ fn pause_resume_and_key_revocation_reach_every_node_within_a_second() {
     }
     assert!(revoked.elapsed() <= Duration::from_secs(1));
 }
+
+#[test]
+fn a_node_that_was_only_slow_is_fenced_out_and_the_job_completes_once() {
+    let _serial = one_at_a_time();
+    if backend() != Backend::Postgres {
+        eprintln!("skipped: several nodes need VENEER_TEST_BACKEND=postgres");
+        return;
+    }
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend([
+        "--workers",
+        "1",
+        "--stage-delay-ms",
+        "1000",
+        "--job-lease-seconds",
+        "1",
+    ]);
+    let slow = Server::start(&args);
+    let variant = slow.create_variant("v");
+    let before = slow.balance();
+    let id = id_of(&slow.submit(&variant).json);
+    slow.wait_running(&id);
+    // Frozen, not dead: its lease runs out while it cannot renew it.
+    let pid = slow.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut other_args: Vec<&str> = FAST.to_vec();
+    other_args.extend(["--workers", "1", "--job-lease-seconds", "1"]);
+    let mut other = Server::start_on(dir, Some(slow.db()), "127.0.0.1:0", &other_args);
+    other.key = slow.key.clone();
+    other.wait_status(&id, "completed", Duration::from_secs(10));
+    // Thawed, the slow node carries on where it was: every write it tries is refused.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !slow.log().contains("no longer this node's") {
+        assert!(
+            Instant::now() < deadline,
+            "the slow node noticed it lost the job"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let job = other.get(&format!("/v1/jobs/{id}")).json;
+    assert_eq!(job["status"], "completed");
+    assert!(job["results"].is_array());
+    assert_eq!(attempts(&other, &id), 2);
+    let nodes = [slow, other];
+    assert_eq!(
+        completions(&nodes, &id),
+        1,
+        "completed once, by the other node"
+    );
+    let ledger = nodes[1].ledger_all();
+    assert_eq!(ledger.iter().filter(|e| e["reason"] == "debit").count(), 1);
+    assert_eq!(ledger.iter().filter(|e| e["reason"] == "refund").count(), 0);
+    assert_eq!(nodes[1].balance(), before - 1);
+}
