@@ -163,6 +163,22 @@ impl Db {
             .map_err(|e| E::from(StoreError::Task(e.to_string())))?
     }
 
+    /// A point read — one row by its key, a few microseconds, and under WAL a reader never
+    /// waits for the writer — run right here on the calling (async) thread when a pooled
+    /// reader is free at once, saving the blocking-pool hand-off; otherwise on the blocking
+    /// pool as [`Db::read_async`]. Only for reads that are short by construction.
+    pub async fn read_point<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self.readers.try_get() {
+            Some(conn) => f(&conn),
+            None => self.read_async(f).await,
+        }
+    }
+
     /// Folds the WAL back into the database file and truncates it, so a stopped server leaves
     /// one self-contained file behind.
     pub fn checkpoint(&self) -> Result<(), StoreError> {

@@ -46,6 +46,14 @@ impl Sqlite {
         self.db.write_async(f).await
     }
 
+    /// A point read on the calling thread when a reader is free ([`Db::read_point`]).
+    async fn point<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.db.read_point(f).await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -93,7 +101,7 @@ impl Sqlite {
 
     pub async fn get_org(&self, id: &str) -> Result<Option<Organization>, StoreError> {
         let id = id.to_string();
-        self.read(move |c| Ok(accounts::get_org(c, &id)?)).await
+        self.point(move |c| Ok(accounts::get_org(c, &id)?)).await
     }
 
     pub async fn list_orgs(&self) -> Result<Vec<Organization>, StoreError> {
@@ -116,7 +124,7 @@ impl Sqlite {
 
     pub async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<ApiKey>, StoreError> {
         let prefix = prefix.to_string();
-        self.read(move |c| Ok(accounts::keys_with_prefix(c, &prefix)?))
+        self.point(move |c| Ok(accounts::keys_with_prefix(c, &prefix)?))
             .await
     }
 
@@ -173,7 +181,7 @@ impl Sqlite {
 
     pub async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
-        self.read(move |c| Ok(requests::get_setting(c, &key)?))
+        self.point(move |c| Ok(requests::get_setting(c, &key)?))
             .await
     }
 
@@ -223,7 +231,7 @@ impl Sqlite {
         id: &str,
     ) -> Result<Option<VariantRow>, StoreError> {
         let (org_id, id) = (org_id.to_string(), id.to_string());
-        self.read(move |c| Ok(variants::get(c, &org_id, &id)?))
+        self.point(move |c| Ok(variants::get(c, &org_id, &id)?))
             .await
     }
 
@@ -294,7 +302,7 @@ impl Sqlite {
         kind: Option<&str>,
     ) -> Result<Option<JobRow>, StoreError> {
         let (org_id, id, kind) = (org_id.to_string(), id.to_string(), kind.map(str::to_string));
-        self.read(move |c| Ok(jobs::get(c, &org_id, &id, kind.as_deref())?))
+        self.point(move |c| Ok(jobs::get(c, &org_id, &id, kind.as_deref())?))
             .await
     }
 
