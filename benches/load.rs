@@ -267,9 +267,10 @@ fn breakdown(
             _ => "+ the ledger debit and its balance trigger (the whole submit transaction)",
         };
         time(what, &mut || {
-            db.write(|tx| {
-                let variant = variants::get(tx, org_id, variant_id)?.expect("variant");
-                let org = accounts::get_org(tx, org_id)?.expect("org");
+            let (org_id, variant_id) = (org_id.to_string(), variant_id.to_string());
+            db.write(move |tx| {
+                let variant = variants::get(tx, &org_id, &variant_id)?.expect("variant");
+                let org = accounts::get_org(tx, &org_id)?.expect("org");
                 if step >= 2 {
                     let job = JobRow {
                         id: new_id(),
@@ -305,8 +306,9 @@ fn breakdown(
     time(
         "daily-quota count (`requests::count_write`, its own writer transaction)",
         &mut || {
-            db.write(|tx| {
-                requests::count_write(tx, org_id, &day, i64::MAX).map_err(StoreError::from)
+            let (org_id, day) = (org_id.to_string(), day.clone());
+            db.write(move |tx| {
+                requests::count_write(tx, &org_id, &day, i64::MAX).map_err(StoreError::from)
             })
             .expect("count");
         },

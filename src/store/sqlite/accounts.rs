@@ -1,6 +1,6 @@
 //! Organizations, API keys and the credit ledger.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db::{exec, new_id, now};
 use crate::store::model::{ApiKey, Bucket, LedgerEntry, Organization};
@@ -17,7 +17,7 @@ fn org_from_row(r: &rusqlite::Row) -> rusqlite::Result<Organization> {
 
 const ORG_COLUMNS: &str = "id, name, subscription_credits, purchased_credits, created_at";
 
-pub fn create_org(tx: &Transaction, name: &str) -> rusqlite::Result<Organization> {
+pub fn create_org(tx: &Connection, name: &str) -> rusqlite::Result<Organization> {
     let id = new_id();
     let created_at = now();
     exec(
@@ -68,7 +68,7 @@ fn key_from_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKey> {
 const KEY_COLUMNS: &str = "id, org_id, prefix, hash, scopes, created_at, revoked_at";
 
 pub fn insert_key(
-    tx: &Transaction,
+    tx: &Connection,
     org_id: &str,
     prefix: &str,
     hash: &[u8],
@@ -115,7 +115,7 @@ pub fn list_keys(conn: &Connection, org_id: &str) -> rusqlite::Result<Vec<ApiKey
 }
 
 /// Marks a key revoked; false when there is no such key. Revoking twice keeps the first time.
-pub fn revoke_key(tx: &Transaction, key_id: &str) -> rusqlite::Result<bool> {
+pub fn revoke_key(tx: &Connection, key_id: &str) -> rusqlite::Result<bool> {
     let exists: Option<i64> = tx
         .query_row("SELECT 1 FROM api_keys WHERE id = ?1", [key_id], |r| {
             r.get(0)
@@ -133,7 +133,7 @@ pub fn revoke_key(tx: &Transaction, key_id: &str) -> rusqlite::Result<bool> {
 }
 
 fn insert_ledger(
-    tx: &Transaction,
+    tx: &Connection,
     org_id: &str,
     bucket: Bucket,
     delta: i64,
@@ -158,18 +158,13 @@ fn insert_ledger(
     Ok(())
 }
 
-pub fn grant(tx: &Transaction, org_id: &str, bucket: Bucket, amount: i64) -> rusqlite::Result<()> {
+pub fn grant(tx: &Connection, org_id: &str, bucket: Bucket, amount: i64) -> rusqlite::Result<()> {
     insert_ledger(tx, org_id, bucket, amount, "grant", None)
 }
 
 /// Debits `cost` for a job, subscription bucket first. The caller has checked the balance in
 /// the same transaction; the schema's CHECKs abort it if a bucket would still go negative.
-pub fn debit(
-    tx: &Transaction,
-    org: &Organization,
-    job_id: &str,
-    cost: i64,
-) -> rusqlite::Result<()> {
+pub fn debit(tx: &Connection, org: &Organization, job_id: &str, cost: i64) -> rusqlite::Result<()> {
     let from_subscription = cost.min(org.subscription);
     let from_purchased = cost - from_subscription;
     if from_subscription > 0 {
@@ -197,7 +192,7 @@ pub fn debit(
 
 /// Refunds a job's cost to the subscription bucket. Returns false (and changes nothing) when
 /// the job was already refunded: the unique index on refunds decides, not the callers.
-pub fn refund(tx: &Transaction, org_id: &str, job_id: &str, cost: i64) -> rusqlite::Result<bool> {
+pub fn refund(tx: &Connection, org_id: &str, job_id: &str, cost: i64) -> rusqlite::Result<bool> {
     if cost <= 0 {
         return Ok(false);
     }
@@ -283,7 +278,7 @@ mod tests {
         (dir, db, org)
     }
 
-    fn insert_job(tx: &Transaction, org: &str, id: &str) -> rusqlite::Result<()> {
+    fn insert_job(tx: &Connection, org: &str, id: &str) -> rusqlite::Result<()> {
         exec(
             tx,
             "INSERT INTO jobs (id, org_id, kind, status, inputs, snapshot, credit_cost, created_at) \
@@ -296,10 +291,11 @@ mod tests {
     #[test]
     fn a_job_is_refunded_at_most_once_and_balances_follow_the_ledger() {
         let (_dir, db, org) = setup();
+        let id = org.id.clone();
         let refunds = db
-            .write(|tx| {
-                insert_job(tx, &org.id, "j1")?;
-                let org = get_org(tx, &org.id)?.expect("org");
+            .write(move |tx| {
+                insert_job(tx, &id, "j1")?;
+                let org = get_org(tx, &id)?.expect("org");
                 debit(tx, &org, "j1", 1)?;
                 let first = refund(tx, &org.id, "j1", 1)?;
                 let second = refund(tx, &org.id, "j1", 1)?;
@@ -327,20 +323,24 @@ mod tests {
             db.write(|tx| exec(tx, "DELETE FROM credit_ledger", []).map_err(StoreError::from));
         assert!(delete.is_err());
         // Two credits in two buckets: a debit of 2 takes one from each; a third fails whole.
-        let debited = db.write(|tx| {
-            insert_job(tx, &org.id, "j1")?;
-            let o = get_org(tx, &org.id)?.expect("org");
+        let id = org.id.clone();
+        let debited = db.write(move |tx| {
+            insert_job(tx, &id, "j1")?;
+            let o = get_org(tx, &id)?.expect("org");
             debit(tx, &o, "j1", 2)?;
-            Ok::<_, StoreError>(get_org(tx, &org.id)?.expect("org"))
+            Ok::<_, StoreError>(get_org(tx, &id)?.expect("org"))
         });
         let after = debited.expect("debit");
         assert_eq!((after.subscription, after.purchased), (0, 0));
-        let overdraft = db.write(|tx| {
-            insert_job(tx, &org.id, "j2")?;
-            let stale = Organization {
+        let (id, stale) = (
+            org.id.clone(),
+            Organization {
                 subscription: 1,
                 ..after.clone()
-            };
+            },
+        );
+        let overdraft = db.write(move |tx| {
+            insert_job(tx, &id, "j2")?;
             debit(tx, &stale, "j2", 1).map_err(StoreError::from)
         });
         assert!(overdraft.is_err(), "the CHECK refuses a negative bucket");

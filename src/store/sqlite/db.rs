@@ -1,17 +1,23 @@
-//! The service database: one writer connection behind a mutex plus an r2d2 pool of read-only
-//! connections, all on one SQLite file in WAL mode.
+//! The service database: one writer thread owning the one writer connection, plus an r2d2 pool
+//! of read-only connections, all on one SQLite file in WAL mode.
 //!
 //! Why one writer: SQLite allows one writer at a time anyway, and several pooled writers
 //! contend on the lock (`SQLITE_BUSY` after the timeout) and starve WAL checkpoints. Every
-//! write goes through [`Db::write`], which opens `BEGIN IMMEDIATE` so a read-then-write
-//! transaction takes the write lock before it reads and can never be upgraded into a deadlock.
+//! write is queued to the writer thread ([`Db::write`], [`Db::write_async`]), which commits
+//! in groups: it takes every write waiting in its queue (up to [`MAX_BATCH`]), runs them in one
+//! `BEGIN IMMEDIATE` transaction, each inside its own savepoint so a write that fails is rolled
+//! back alone, commits once, and only then answers each caller — no answer before its commit.
+//! `BEGIN IMMEDIATE` takes the write lock before any read, so a read-then-write can never be
+//! upgraded into a deadlock.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::store::StoreError;
 
@@ -78,9 +84,144 @@ pub fn exec(
     conn.prepare_cached(sql)?.execute(params)
 }
 
+/// The most writes one group commit takes: bounds how long the first of them waits.
+pub const MAX_BATCH: usize = 128;
+
+/// What a write's caller is told once its group has committed (or failed to).
+type Delivery = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
+
+/// A queued write: given the connection (or the error that kept the group's transaction from
+/// opening) and whether it has a savepoint of its own, it runs, and returns how to answer its
+/// caller and whether it succeeded.
+type QueuedWrite =
+    Box<dyn FnOnce(Result<&Connection, &StoreError>, Savepoint) -> (Delivery, bool) + Send>;
+
+enum Work {
+    /// One write, run in the group's transaction (a failed write alone in its group is
+    /// rolled back with it).
+    Write(QueuedWrite),
+    /// Work outside any transaction (checkpoint, backup), between groups.
+    Raw(Box<dyn FnOnce(&Connection) + Send>),
+}
+
+/// Whether a write runs in its own savepoint: always, unless it is alone in its group (then
+/// the transaction itself is its savepoint).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Savepoint {
+    Own,
+    Alone,
+}
+
+/// Counters of the writer thread, for tests and the bench.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub groups: AtomicU64,
+    pub writes: AtomicU64,
+}
+
 pub struct Db {
-    writer: Mutex<Connection>,
+    queue: mpsc::Sender<Work>,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    stats: Arc<WriterStats>,
+}
+
+/// Runs `f` in a savepoint (or, alone, directly in the transaction), catching a panic, and
+/// returns its result; a failed or panicked write is rolled back to its savepoint.
+fn run_one<T, E>(
+    conn: &Connection,
+    savepoint: Savepoint,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+{
+    let own = savepoint == Savepoint::Own;
+    if own {
+        conn.prepare_cached("SAVEPOINT write")
+            .and_then(|mut s| s.execute([]))
+            .map_err(|e| E::from(e.into()))?;
+    }
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(E::from(StoreError::Task("a write panicked".into()))));
+    if own {
+        let end = if result.is_ok() {
+            "RELEASE write"
+        } else {
+            "ROLLBACK TO write; RELEASE write"
+        };
+        conn.execute_batch(end).map_err(|e| E::from(e.into()))?;
+    }
+    result
+}
+
+/// The writer thread: one group per turn, each group one transaction.
+fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterStats>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = Vec::new();
+        let mut after = None;
+        match first {
+            Work::Raw(f) => {
+                f(&conn);
+                continue;
+            }
+            Work::Write(w) => group.push(w),
+        }
+        while group.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(Work::Write(w)) => group.push(w),
+                Ok(Work::Raw(f)) => {
+                    after = Some(f);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        stats.groups.fetch_add(1, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        let savepoint = if group.len() == 1 {
+            Savepoint::Alone
+        } else {
+            Savepoint::Own
+        };
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Err(e) => {
+                let e = StoreError::from(e);
+                for w in group {
+                    w(Err(&e), savepoint).0(Err(&e));
+                }
+            }
+            Ok(()) => {
+                let mut all_failed = true;
+                let deliveries: Vec<Delivery> = group
+                    .into_iter()
+                    .map(|w| {
+                        let (deliver, ok) = w(Ok(&conn), savepoint);
+                        all_failed &= !ok;
+                        deliver
+                    })
+                    .collect();
+                // Alone in its group, a failed write has no savepoint: its transaction is
+                // rolled back whole. (In a group, its savepoint was already rolled back.)
+                let end = if savepoint == Savepoint::Alone && all_failed {
+                    "ROLLBACK"
+                } else {
+                    "COMMIT"
+                };
+                let committed = conn.execute_batch(end).map_err(StoreError::from);
+                if committed.is_err() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                for deliver in deliveries {
+                    deliver(committed.as_ref().map(|_| ()));
+                }
+            }
+        }
+        if let Some(f) = after {
+            f(&conn);
+        }
+    }
 }
 
 impl Db {
@@ -105,27 +246,73 @@ impl Db {
             .max_size(readers.max(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
+        let (queue, work) = mpsc::channel();
+        let stats = Arc::new(WriterStats::default());
+        let counters = Arc::clone(&stats);
+        std::thread::Builder::new()
+            .name("veneer-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, work, counters))
+            .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         Ok(Arc::new(Db {
-            writer: Mutex::new(writer),
+            queue,
             readers,
+            stats,
         }))
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer, committing when it returns
-    /// `Ok`. Blocking: call from a blocking thread (see [`Db::write_async`]).
-    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction) -> Result<T, E>) -> Result<T, E>
+    /// The writer thread's counters: groups committed and writes in them.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Queues `f` to the writer; `answer` receives its result once its group has committed.
+    fn enqueue<T, E, F>(
+        &self,
+        f: F,
+        answer: impl FnOnce(Result<T, E>) + Send + 'static,
+    ) -> Result<(), StoreError>
     where
-        E: From<StoreError>,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
-        // A panic inside a transaction rolls it back on unwind, so the connection behind a
-        // poisoned lock is still consistent.
-        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let value = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(value)
+        let work = Work::Write(Box::new(move |conn, savepoint| {
+            let result = match conn {
+                Ok(conn) => run_one(conn, savepoint, f),
+                Err(e) => Err(E::from(StoreError::Task(e.to_string()))),
+            };
+            let ok = result.is_ok();
+            let deliver: Delivery = Box::new(move |committed: Result<(), &StoreError>| {
+                answer(match (committed, result) {
+                    (_, Err(e)) => Err(e),
+                    (Ok(()), Ok(value)) => Ok(value),
+                    (Err(e), Ok(_)) => Err(E::from(StoreError::Task(format!(
+                        "the group commit failed: {e}"
+                    )))),
+                })
+            });
+            (deliver, ok)
+        }));
+        self.queue
+            .send(work)
+            .map_err(|_| StoreError::Task("the writer thread has stopped".into()))
+    }
+
+    /// Runs `f` in the writer's transaction (its own savepoint within a group commit),
+    /// returning once that transaction has committed. Blocking: call from a blocking thread
+    /// or outside the runtime (see [`Db::write_async`]).
+    pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        self.enqueue(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv()
+            .map_err(|_| E::from(StoreError::Task("the writer thread stopped".into())))?
     }
 
     /// Runs `f` on a pooled read-only connection. Blocking.
@@ -137,17 +324,35 @@ impl Db {
         f(&conn)
     }
 
-    /// [`Db::write`] on tokio's blocking pool, so the async threads never wait on SQLite.
+    /// [`Db::write`] for async callers: queued to the writer thread and awaited, so no async
+    /// thread ever waits on SQLite and no blocking-pool thread is taken.
     pub async fn write_async<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let db = Arc::clone(self);
-        tokio::task::spawn_blocking(move || db.write(f))
-            .await
-            .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.enqueue(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await
+            .map_err(|_| E::from(StoreError::Task("the writer thread stopped".into())))?
+    }
+
+    /// Runs `f` on the writer connection outside any transaction, between groups.
+    fn raw<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.queue
+            .send(Work::Raw(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            })))
+            .map_err(|_| StoreError::Task("the writer thread has stopped".into()))?;
+        rx.recv()
+            .map_err(|_| StoreError::Task("the writer thread stopped".into()))?
     }
 
     /// [`Db::read`] on tokio's blocking pool.
@@ -182,16 +387,19 @@ impl Db {
     /// Folds the WAL back into the database file and truncates it, so a stopped server leaves
     /// one self-contained file behind.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+        self.raw(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
     }
 
     /// A consistent copy of the live database through SQLite's online backup API.
     pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<(), StoreError> {
-        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        conn.backup(rusqlite::MAIN_DB, dest, None)?;
-        Ok(())
+        let dest = dest.as_ref().to_path_buf();
+        self.raw(move |conn| {
+            conn.backup(rusqlite::MAIN_DB, &dest, None)?;
+            Ok(())
+        })
     }
 }
 
@@ -266,6 +474,104 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn one_failing_write_in_a_group_commit_leaves_the_others_committed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path().join("g.db"), 1).expect("open");
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+                .map_err(StoreError::from)
+        })
+        .expect("table");
+        // A write that holds the writer until released, so the next ones queue up behind it
+        // and are taken as one group.
+        let (started_tx, started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let holder = {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                db.write(move |c| {
+                    let _ = started_tx.send(());
+                    let _ = released.recv();
+                    c.execute("INSERT INTO t VALUES (0)", [])
+                        .map_err(StoreError::from)
+                })
+            })
+        };
+        started.recv().expect("the holder runs");
+        let groups_before = db.writer_stats().groups.load(Ordering::Relaxed);
+        let writers: Vec<_> = (1..=9_i64)
+            .map(|n| {
+                let db = Arc::clone(&db);
+                std::thread::spawn(move || {
+                    db.write(move |c| {
+                        c.execute("INSERT INTO t VALUES (?1)", [n])?;
+                        match n {
+                            // Fails after its first insert: the insert must go too.
+                            5 => c.execute("INSERT INTO t VALUES (?1)", [n])?,
+                            7 => panic!("a write that panics"),
+                            _ => 0,
+                        };
+                        Ok::<_, StoreError>(n)
+                    })
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        release.send(()).expect("release");
+        assert!(holder.join().expect("holder").is_ok());
+        let results: Vec<Result<i64, StoreError>> = writers
+            .into_iter()
+            .map(|w| w.join().expect("writer"))
+            .collect();
+        for (n, r) in (1..=9).zip(&results) {
+            assert_eq!(r.is_ok(), n != 5 && n != 7, "write {n}: {r:?}");
+        }
+        assert_eq!(
+            db.writer_stats().groups.load(Ordering::Relaxed) - groups_before,
+            1,
+            "the nine queued writes committed as one group"
+        );
+        let rows: Vec<i64> = db
+            .read(|c| {
+                let mut s = c.prepare("SELECT n FROM t ORDER BY n")?;
+                let rows = s.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                Ok::<_, StoreError>(rows)
+            })
+            .expect("rows");
+        assert_eq!(rows, vec![0, 1, 2, 3, 4, 6, 8, 9]);
+        // The writer survived the panic.
+        db.write(|c| {
+            c.execute("INSERT INTO t VALUES (10)", [])
+                .map_err(StoreError::from)
+        })
+        .expect("a later write");
+    }
+
+    #[test]
+    fn a_failing_write_alone_is_rolled_back_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path().join("a.db"), 1).expect("open");
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+                .map_err(StoreError::from)
+        })
+        .expect("table");
+        let failed = db.write(|c| {
+            c.execute("INSERT INTO t VALUES (1)", [])?;
+            c.execute("INSERT INTO t VALUES (1)", [])
+                .map_err(StoreError::from)
+        });
+        assert!(failed.is_err());
+        let n: i64 = db
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                    .map_err(StoreError::from)
+            })
+            .expect("count");
+        assert_eq!(n, 0);
     }
 
     #[test]

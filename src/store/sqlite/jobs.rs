@@ -1,6 +1,6 @@
 //! Jobs of every kind, and the queue they form while `pending`.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::db::{exec, now};
 use crate::store::model::{Held, JobRow, StageWrite, Status};
@@ -29,7 +29,7 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<JobRow> {
     })
 }
 
-pub fn insert(tx: &Transaction, job: &JobRow) -> rusqlite::Result<()> {
+pub fn insert(tx: &Connection, job: &JobRow) -> rusqlite::Result<()> {
     exec(
         tx,
         "INSERT INTO jobs (id, org_id, kind, status, inputs, snapshot, credit_cost, created_at) \
@@ -103,7 +103,7 @@ pub fn pending_orgs(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
 /// Moves the organization's oldest pending job to `running` at `stage` under a new attempt
 /// held by `node` until `lease_until` (unix ms); None when it has none.
 pub fn claim_oldest(
-    tx: &Transaction,
+    tx: &Connection,
     org_id: &str,
     stage: &str,
     node: &str,
@@ -128,7 +128,7 @@ pub fn claim_oldest(
 
 /// Records the stage of a job this attempt holds, unless a cancel was requested.
 pub fn set_stage(
-    tx: &Transaction,
+    tx: &Connection,
     id: &str,
     attempt: i64,
     stage: &str,
@@ -156,7 +156,7 @@ pub fn set_stage(
 }
 
 pub fn complete(
-    tx: &Transaction,
+    tx: &Connection,
     id: &str,
     attempt: i64,
     results: &str,
@@ -175,7 +175,7 @@ pub fn complete(
 /// Ends a running job of this attempt as `failed` or `canceled`; false when it was not this
 /// attempt's any more. The caller refunds in the same transaction.
 pub fn finish_unsuccessfully(
-    tx: &Transaction,
+    tx: &Connection,
     id: &str,
     attempt: i64,
     status: Status,
@@ -192,7 +192,7 @@ pub fn finish_unsuccessfully(
 }
 
 /// Cancels a job only if it is still pending (a runner may have just claimed it).
-pub fn cancel_if_pending(tx: &Transaction, id: &str) -> rusqlite::Result<bool> {
+pub fn cancel_if_pending(tx: &Connection, id: &str) -> rusqlite::Result<bool> {
     Ok(exec(
         tx,
         "UPDATE jobs SET status = 'canceled', stage = NULL, finished_at = ?2 \
@@ -202,7 +202,7 @@ pub fn cancel_if_pending(tx: &Transaction, id: &str) -> rusqlite::Result<bool> {
 }
 
 /// Stores a cancel request on a running job outside `refusing_stage`; false otherwise.
-pub fn request_cancel(tx: &Transaction, id: &str, refusing_stage: &str) -> rusqlite::Result<bool> {
+pub fn request_cancel(tx: &Connection, id: &str, refusing_stage: &str) -> rusqlite::Result<bool> {
     Ok(exec(
         tx,
         "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?2) \
@@ -212,7 +212,7 @@ pub fn request_cancel(tx: &Transaction, id: &str, refusing_stage: &str) -> rusql
 }
 
 /// Puts one running job of this attempt back in the queue: no refund, it will run again.
-pub fn requeue(tx: &Transaction, id: &str, attempt: i64) -> rusqlite::Result<bool> {
+pub fn requeue(tx: &Connection, id: &str, attempt: i64) -> rusqlite::Result<bool> {
     Ok(exec(
         tx,
         "UPDATE jobs SET status = 'pending', stage = NULL, started_at = NULL, \
@@ -223,7 +223,7 @@ pub fn requeue(tx: &Transaction, id: &str, attempt: i64) -> rusqlite::Result<boo
 }
 
 /// Renews the leases of every job `node` holds; returns them with their cancel requests.
-pub fn heartbeat(tx: &Transaction, node: &str, lease_until: i64) -> rusqlite::Result<Vec<Held>> {
+pub fn heartbeat(tx: &Connection, node: &str, lease_until: i64) -> rusqlite::Result<Vec<Held>> {
     let mut stmt = tx.prepare_cached(
         "UPDATE jobs SET lease_expires_at = ?2 WHERE status = 'running' AND lease_owner = ?1 \
          RETURNING id, attempt, cancel_requested_at IS NOT NULL",

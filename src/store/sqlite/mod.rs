@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 
 use super::model::*;
 use super::{StoreError, now};
@@ -41,7 +41,7 @@ impl Sqlite {
 
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Transaction) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.db.write_async(f).await
     }
@@ -527,7 +527,7 @@ impl Sqlite {
 }
 
 /// Checks an idempotency key and reserves it when no live record exists.
-fn begin_key(tx: &Transaction, key: &KeyUse) -> Result<KeyState, StoreError> {
+fn begin_key(tx: &Connection, key: &KeyUse) -> Result<KeyState, StoreError> {
     let now = now();
     match requests::find_key(tx, &key.scope, &now)? {
         None => {
@@ -544,7 +544,7 @@ fn begin_key(tx: &Transaction, key: &KeyUse) -> Result<KeyState, StoreError> {
 
 /// Ends a running job of this attempt unsuccessfully and refunds it, in the caller's transaction.
 fn end_refunded(
-    tx: &Transaction,
+    tx: &Connection,
     id: &str,
     attempt: i64,
     status: Status,

@@ -3,7 +3,7 @@
 
 use super::db::exec;
 use crate::store::model::{IdempotencyScope, StoredResponse};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// A stored idempotency key.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +44,7 @@ pub fn find_key(
 
 /// Claims the key for a first request (replacing an expired record).
 pub fn reserve_key(
-    tx: &Transaction,
+    tx: &Connection,
     scope: &IdempotencyScope,
     fingerprint: &str,
     now: &str,
@@ -70,7 +70,7 @@ pub fn reserve_key(
 
 /// Stores the response of the request that holds the key.
 pub fn complete_key(
-    tx: &Transaction,
+    tx: &Connection,
     scope: &IdempotencyScope,
     response: &StoredResponse,
 ) -> rusqlite::Result<()> {
@@ -92,7 +92,7 @@ pub fn complete_key(
 }
 
 /// Frees a key whose request failed before creating anything, so it can be used again.
-pub fn release_key(tx: &Transaction, scope: &IdempotencyScope) -> rusqlite::Result<()> {
+pub fn release_key(tx: &Connection, scope: &IdempotencyScope) -> rusqlite::Result<()> {
     exec(
         tx,
         "DELETE FROM idempotency_keys WHERE org_id = ?1 AND method = ?2 AND route = ?3 \
@@ -104,7 +104,7 @@ pub fn release_key(tx: &Transaction, scope: &IdempotencyScope) -> rusqlite::Resu
 
 /// Drops expired keys, and in-flight reservations left by a process that stopped mid-request
 /// (`abandoned_before`: nothing started before this process can still be in flight).
-pub fn sweep_keys(tx: &Transaction, now: &str, abandoned_before: &str) -> rusqlite::Result<usize> {
+pub fn sweep_keys(tx: &Connection, now: &str, abandoned_before: &str) -> rusqlite::Result<usize> {
     let expired = exec(
         tx,
         "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
@@ -120,12 +120,7 @@ pub fn sweep_keys(tx: &Transaction, now: &str, abandoned_before: &str) -> rusqli
 
 /// Counts one write for the organization today; false (and nothing counted) when the day's
 /// quota is already used up.
-pub fn count_write(
-    tx: &Transaction,
-    org_id: &str,
-    day: &str,
-    quota: i64,
-) -> rusqlite::Result<bool> {
+pub fn count_write(tx: &Connection, org_id: &str, day: &str, quota: i64) -> rusqlite::Result<bool> {
     let count: Option<i64> = tx
         .prepare_cached(
             "INSERT INTO daily_writes (org_id, day, count) VALUES (?1, ?2, 1) \
@@ -143,7 +138,7 @@ pub fn get_setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<Stri
         .optional()
 }
 
-pub fn set_setting(tx: &Transaction, key: &str, value: &str) -> rusqlite::Result<()> {
+pub fn set_setting(tx: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
     exec(
         tx,
         "INSERT INTO settings (key, value) VALUES (?1, ?2) \

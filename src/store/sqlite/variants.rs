@@ -2,7 +2,7 @@
 
 use super::db::exec;
 use crate::store::model::VariantRow;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 fn from_row(r: &rusqlite::Row) -> rusqlite::Result<VariantRow> {
     Ok(VariantRow {
@@ -19,7 +19,7 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<VariantRow> {
 
 const COLUMNS: &str = "id, org_id, name, vh, vl, vl_chain_type, scfv, created_at";
 
-pub fn insert(tx: &Transaction, v: &VariantRow) -> rusqlite::Result<()> {
+pub fn insert(tx: &Connection, v: &VariantRow) -> rusqlite::Result<()> {
     exec(
         tx,
         "INSERT INTO variants (id, org_id, name, vh, vl, vl_chain_type, scfv, created_at) \
@@ -68,7 +68,7 @@ pub fn all(conn: &Connection) -> rusqlite::Result<Vec<VariantRow>> {
 }
 
 /// Deletes the variant; false when it does not exist for this organization.
-pub fn delete(tx: &Transaction, org_id: &str, id: &str) -> rusqlite::Result<bool> {
+pub fn delete(tx: &Connection, org_id: &str, id: &str) -> rusqlite::Result<bool> {
     Ok(exec(
         tx,
         "DELETE FROM variants WHERE id = ?1 AND org_id = ?2",
