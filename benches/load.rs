@@ -63,6 +63,7 @@ fn main() {
     println!();
     println!("| drain | jobs | rate |");
     println!("|---|---|---|");
+    engine_alone();
     drain(dir.path(), 1);
     drain(dir.path(), 2);
     println!();
@@ -742,6 +743,48 @@ fn proc_status(pid: u32, key: &str) -> String {
         .find_map(|l| l.strip_prefix(key))
         .map(|v| v.trim_start_matches(':').trim().to_string())
         .unwrap_or_default()
+}
+
+/// The engine alone on the drain's job, one thread, in this process: what the pipeline runs
+/// per job (the variant, the parental report, each strategy, the ranking), then the same plus
+/// encoding the results and parental report as the job stores them.
+fn engine_alone() {
+    use veneer::engine::humanize::{Humanizer, Strategy, StrategySpec, Variant, rank_designs};
+    use veneer::engine::humanness::OasisSet;
+    const N: u32 = 100;
+    let humanizer = Humanizer::new(OasisSet::embedded());
+    let job = || {
+        let variant = Variant::new(VH, Some(VL)).expect("variant");
+        let parental = humanizer.parental(&variant).expect("parental");
+        let mut results: Vec<_> = Strategy::DEFAULT
+            .iter()
+            .map(|&s| {
+                humanizer
+                    .run(&variant, StrategySpec::from(s))
+                    .expect("runs")
+            })
+            .collect();
+        rank_designs(&mut results);
+        (parental, results)
+    };
+    job();
+    let started = Instant::now();
+    for _ in 0..N {
+        std::hint::black_box(job());
+    }
+    let engine = N as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..N {
+        let (parental, results) = job();
+        let encoded = serde_json::to_string(&results).expect("json").len()
+            + serde_json::to_string(&parental).expect("json").len();
+        std::hint::black_box(encoded);
+    }
+    let encoded = N as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "| the engine alone on the same job, one thread, no database ({N} jobs) | — | {engine:.1} jobs/s ({:.1} ms each); {encoded:.1} jobs/s with the results encoded as stored |",
+        1000.0 / engine
+    );
 }
 
 /// Jobs drained per second by the real engine (all strategies): a paused backlog, resumed.
