@@ -161,16 +161,19 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Http
     let path = req.uri().path().to_string();
     let route = Route::resolve(&path);
     let template = route.as_ref().map_or("unmatched", Route::template);
-    // The handler runs as its own task so that a bug that panics still gets a problem+json
-    // 500 (and a log line) instead of a dropped connection.
-    let task = {
-        let (app, path) = (Arc::clone(&app), path.clone());
-        tokio::spawn(async move { dispatch(&app, req, route, &path).await })
+    // A bug that panics in a handler still gets a problem+json 500 (and a log line) instead
+    // of a dropped connection: the panic is caught here, on the connection's own task (no
+    // task per request to schedule and wake).
+    let dispatched = {
+        use futures_util::FutureExt;
+        std::panic::AssertUnwindSafe(dispatch(&app, req, route, &path))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(request_id, "request handler panicked");
+                Err((ApiError::Internal, None))
+            })
     };
-    let dispatched = task.await.unwrap_or_else(|e| {
-        tracing::error!(request_id, error = %e, "request handler panicked");
-        Err((ApiError::Internal, None))
-    });
     let (mut response, limit) = match dispatched {
         Ok((response, limit)) => (response, limit),
         Err((e, limit)) => (e.into_response(&path, &request_id), limit),

@@ -244,6 +244,9 @@ impl Db {
             });
         let readers = r2d2::Pool::builder()
             .max_size(readers.max(1))
+            // A local file connection does not go stale between uses; checking each one out
+            // would cost a statement per read.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
         let (queue, work) = mpsc::channel();
