@@ -326,9 +326,14 @@ async fn insert_variant(tx: &Tx<'_>, v: &VariantRow) -> Result<(), StoreError> {
 impl Postgres {
     /// Connects a pool of `connections` and applies the schema to a new database.
     pub async fn connect(url: &str, connections: u32) -> Result<Postgres, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Refused(format!("the database URL: {e}")))?;
+        // An unreachable server fails a request (503) in seconds instead of hanging it until
+        // the kernel gives up on the TCP connect; a URL's own `connect_timeout` wins.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -340,6 +345,7 @@ impl Postgres {
             .max_size(connections.max(2) as usize)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Refused(format!("the connection pool: {e}")))?;
         let store = Postgres { pool, config };
