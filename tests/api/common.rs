@@ -266,6 +266,14 @@ impl Server {
         )
     }
 
+    /// `POST /v1/humanizations/{id}/cancel`.
+    pub fn cancel(&self, id: &str) -> Resp {
+        self.req()
+            .method("POST")
+            .path(&format!("/v1/humanizations/{id}/cancel"))
+            .send()
+    }
+
     /// A request with another organization's key, with a JSON body or none.
     pub fn as_key(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> Resp {
         let r = self.req().key(Some(key)).method(method).path(path);

@@ -404,11 +404,7 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     let variant = s.create_variant("v");
     let id = id_of(&s.submit(&variant).json);
     assert_eq!(s.balance(), 99);
-    let r = s
-        .req()
-        .method("POST")
-        .path(&format!("/v1/humanizations/{id}/cancel"))
-        .send();
+    let r = s.cancel(&id);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["status"], "canceled");
     assert!(r.json["canceled_at"].is_string());
@@ -426,11 +422,7 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     assert_eq!(refund["bucket"], "subscription");
     assert_eq!(refund["delta"], 1);
 
-    let p = s
-        .req()
-        .method("POST")
-        .path(&format!("/v1/humanizations/{id}/cancel"))
-        .send();
+    let p = s.cancel(&id);
     let body = p.problem(409, "conflict");
     assert_eq!(body["job_status"], "canceled");
     let r = s
@@ -485,11 +477,7 @@ fn a_running_job_is_canceled_mid_pipeline_and_refunded_exactly_once() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let started = Instant::now();
-    let r = s
-        .req()
-        .method("POST")
-        .path(&format!("/v1/humanizations/{id}/cancel"))
-        .send();
+    let r = s.cancel(&id);
     let took = started.elapsed();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["status"], "canceled");
@@ -551,11 +539,7 @@ fn finalizing_refuses_cancel_and_completed_jobs_are_conflicts() {
     }
     let done = s.wait_status(&id, "completed", Duration::from_secs(10));
     assert_eq!(done["results"].as_array().map(Vec::len), Some(1));
-    let r = s
-        .req()
-        .method("POST")
-        .path(&format!("/v1/humanizations/{id}/cancel"))
-        .send();
+    let r = s.cancel(&id);
     assert_eq!(r.problem(409, "conflict")["job_status"], "completed");
     let r = s
         .req()

@@ -26,11 +26,7 @@ fn a_sqlite_database_moves_to_postgres_with_everything_a_client_sees() {
     assert_eq!(lab.admin(&["queue", "pause"]).1, "paused\n");
     std::thread::sleep(Duration::from_millis(600));
     let canceled = id_of(&lab.submit(&variant).json);
-    let r = lab
-        .req()
-        .method("POST")
-        .path(&format!("/v1/humanizations/{canceled}/cancel"))
-        .send();
+    let r = lab.cancel(&canceled);
     assert_eq!(r.json["status"], "canceled");
     let submit = |s: &Server| {
         s.req()

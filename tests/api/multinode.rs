@@ -145,11 +145,7 @@ fn a_cancel_sent_to_node_a_stops_a_job_running_on_node_b_within_100_ms() {
             "node B ({holder}) holds the job"
         );
         let started = Instant::now();
-        let r = a
-            .req()
-            .method("POST")
-            .path(&format!("/v1/humanizations/{id}/cancel"))
-            .send();
+        let r = a.cancel(&id);
         let took = started.elapsed();
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.json["status"], "canceled", "{}", r.text);

@@ -287,11 +287,7 @@ fn live_responses_match_their_documented_schemas() {
             .path(&format!("/v1/jobs/{id}/cancel"))
             .send(),
     );
-    let conflict = s
-        .req()
-        .method("POST")
-        .path(&format!("/v1/humanizations/{id}/cancel"))
-        .send();
+    let conflict = s.cancel(&id);
     assert_eq!(conflict.status, 409);
     check("post", "/v1/humanizations/{id}/cancel", &conflict);
     let second = s.post("/v1/humanizations", &json!({"variant_id": variant}));
@@ -306,11 +302,7 @@ fn live_responses_match_their_documented_schemas() {
     s.wait_status(&second, "canceled", Duration::from_secs(5));
     let third = s.post("/v1/humanizations", &json!({"variant_id": variant}));
     let third = third.json["id"].as_str().expect("id").to_string();
-    let canceled = s
-        .req()
-        .method("POST")
-        .path(&format!("/v1/humanizations/{third}/cancel"))
-        .send();
+    let canceled = s.cancel(&third);
     assert_eq!(canceled.status, 200);
     check("post", "/v1/humanizations/{id}/cancel", &canceled);
     // Problems: 402 with its extension members.
