@@ -22,9 +22,7 @@ use veneer::service::humanization::NewHumanization;
 use veneer::service::keys;
 use veneer::service::submit;
 use veneer::store::sqlite::{Db, accounts, jobs, requests, variants};
-use veneer::store::{
-    Bucket, JobRow, Status, Store, StoreError, StoredResponse, VariantRow, new_id, now,
-};
+use veneer::store::{JobRow, Status, Store, StoreError, StoredResponse, VariantRow, new_id, now};
 
 const BIN: &str = env!("CARGO_BIN_EXE_veneer");
 
@@ -149,8 +147,7 @@ fn raw_sqlite(dir: &std::path::Path) -> f64 {
     let db = Arc::clone(sqlite.db());
     let (org_id, variant_id) = db
         .write(|tx| {
-            let org = accounts::create_org(tx, "bench")?;
-            accounts::grant(tx, &org.id, Bucket::Subscription, 1_000_000)?;
+            let org = accounts::create_org(tx, "bench", 1_000_000)?;
             let v = VariantRow {
                 id: new_id(),
                 org_id: org.id.clone(),

@@ -175,7 +175,7 @@ async fn run_async(db: &str, command: AdminCommand, out: &mut impl Write) -> Res
         AdminCommand::Keys(KeysCommand::Create { org, scopes }) => {
             let scopes = match scopes {
                 Some(list) => keys::parse_scopes(&list)?,
-                None => keys::SCOPES.iter().map(|s| s.to_string()).collect(),
+                None => keys::all_scopes(),
             };
             require_org(&db, &org).await?;
             let (_, secret) = keys::create(&db, &org, &scopes).await.map_err(store)?;

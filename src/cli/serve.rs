@@ -93,9 +93,8 @@ fn peptides(args: &ServeArgs) -> Result<&'static dyn HumanPeptides, String> {
 /// every scope, whose secret is returned to be printed once.
 async fn bootstrap(store: &Store, credits: i64) -> Result<Option<String>, StoreError> {
     let key = keys::generate();
-    let scopes: Vec<String> = keys::SCOPES.iter().map(|s| s.to_string()).collect();
     let created = store
-        .bootstrap("default", credits, key.stored(&scopes))
+        .bootstrap("default", credits, key.stored(&keys::all_scopes()))
         .await?;
     Ok(created.map(|_| key.secret))
 }

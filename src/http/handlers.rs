@@ -665,51 +665,58 @@ async fn list_jobs(
     ))
 }
 
-async fn cancel_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
-    let id = route_id(ctx)?;
-    let job = match jobs::cancel(&app.store, ctx.org_id(), &id, Some(HUMANIZATION)).await? {
+/// Cancels the job and tells this node's runner: long polls wake for a pending job ended now;
+/// a running one held here has its token fired at once (the receiver turns true once its
+/// task has stopped). A job running on another node hears of it from the database.
+async fn cancel(
+    app: &Arc<App>,
+    ctx: &Ctx,
+    id: &str,
+    kind: Option<&'static str>,
+) -> Result<(Cancel, Option<tokio::sync::watch::Receiver<bool>>), crate::service::ServiceError> {
+    let outcome = jobs::cancel(&app.store, ctx.org_id(), id, kind).await?;
+    let done = match outcome {
         Cancel::Canceled => {
             app.runner.notify_ended();
-            load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?
+            None
         }
+        Cancel::Requested => app.runner.signal(id),
+    };
+    Ok((outcome, done))
+}
+
+async fn cancel_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
+    let id = route_id(ctx)?;
+    let job = match cancel(app, ctx, &id, Some(HUMANIZATION)).await? {
+        (Cancel::Canceled, _) => load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?,
         // Bounded: the task notices its token between stages, or abandons an engine step at
         // once, so it normally stops within milliseconds (on another node: within a
         // notification's delivery, a heartbeat at worst).
-        Cancel::Requested => match app.runner.signal(&id) {
-            Some(mut done) => {
-                let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|stopped| *stopped)).await;
-                load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?
-            }
-            None => {
-                wait_for_terminal(
-                    app,
-                    ctx.org_id(),
-                    &id,
-                    Some(HUMANIZATION),
-                    CANCEL_WAIT.as_secs(),
-                )
-                .await?
-            }
-        },
+        (Cancel::Requested, Some(mut done)) => {
+            let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|stopped| *stopped)).await;
+            load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?
+        }
+        (Cancel::Requested, None) => {
+            wait_for_terminal(
+                app,
+                ctx.org_id(),
+                &id,
+                Some(HUMANIZATION),
+                CANCEL_WAIT.as_secs(),
+            )
+            .await?
+        }
     };
     Ok(json_response(StatusCode::OK, &views::job(&job)))
 }
 
 async fn cancel_job(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let id = route_id(ctx)?;
-    match jobs::cancel(&app.store, ctx.org_id(), &id, None).await {
-        Ok(outcome) => {
-            match outcome {
-                Cancel::Canceled => app.runner.notify_ended(),
-                Cancel::Requested => {
-                    app.runner.signal(&id);
-                }
-            }
-            Ok(json_response(
-                StatusCode::ACCEPTED,
-                &json!({ "job_id": id, "accepted": true }),
-            ))
-        }
+    match cancel(app, ctx, &id, None).await {
+        Ok(_) => Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({ "job_id": id, "accepted": true }),
+        )),
         Err(crate::service::ServiceError::AlreadyTerminal(status)) => Ok(json_response(
             StatusCode::OK,
             &json!({ "job_id": id, "accepted": false, "reason": already_reason(status) }),

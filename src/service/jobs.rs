@@ -52,8 +52,9 @@ pub async fn get(
         .ok_or(ServiceError::NotFound)
 }
 
-/// How often a long poll re-reads its job even without news: a lost notification (another
-/// node's job ended while the listener reconnected) delays an answer by at most this.
+/// How often a long poll on a shared database re-reads its job even without news: a lost
+/// notification (another node's job ended while the listener reconnected) delays an answer
+/// by at most this. Alone on a SQLite file every end is this process's own and wakes the poll.
 const REREAD: Duration = Duration::from_secs(1);
 
 /// Long-polls until the job is terminal, `seconds` pass, or `shutdown` fires. `events` ticks
@@ -79,7 +80,11 @@ pub async fn wait_for_terminal(
         {
             return Ok(job);
         }
-        let reread = (tokio::time::Instant::now() + REREAD).min(deadline);
+        let reread = if store.is_shared() {
+            (tokio::time::Instant::now() + REREAD).min(deadline)
+        } else {
+            deadline
+        };
         tokio::select! {
             changed = events.changed() => {
                 if changed.is_err() {

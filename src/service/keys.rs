@@ -23,6 +23,11 @@ pub const SCOPES: [&str; 7] = [
     "credits:read",
 ];
 
+/// Every scope, as a key with all of them holds them.
+pub fn all_scopes() -> Vec<String> {
+    SCOPES.iter().map(|s| s.to_string()).collect()
+}
+
 /// A freshly made key: the secret is shown once and never stored.
 pub struct NewKey {
     pub secret: String,

@@ -163,6 +163,26 @@ async fn insert_ledger(
     Ok(())
 }
 
+/// A new organization with `credits` granted to its subscription bucket, as it now stands.
+async fn insert_org(tx: &Tx<'_>, name: &str, credits: i64) -> Result<Organization, StoreError> {
+    let id = need_uid(&new_id())?;
+    tx.execute(
+        "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, now())",
+        &[&id, &name],
+    )
+    .await?;
+    if credits > 0 {
+        insert_ledger(tx, id, Bucket::Subscription, credits, "grant", None).await?;
+    }
+    let row = tx
+        .query_one(
+            &format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(org(&row))
+}
+
 /// Refunds a job's cost to the subscription bucket, at most once (the unique index decides).
 async fn refund(tx: &Tx<'_>, org_id: Uuid, job_id: Uuid, cost: i64) -> Result<bool, StoreError> {
     if cost <= 0 {
@@ -423,23 +443,9 @@ impl Postgres {
     pub async fn create_org(&self, name: &str, credits: i64) -> Result<Organization, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let id = need_uid(&new_id())?;
-        tx.execute(
-            "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, now())",
-            &[&id, &name],
-        )
-        .await?;
-        if credits > 0 {
-            insert_ledger(&tx, id, Bucket::Subscription, credits, "grant", None).await?;
-        }
-        let row = tx
-            .query_one(
-                &format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"),
-                &[&id],
-            )
-            .await?;
+        let organization = insert_org(&tx, name, credits).await?;
         tx.commit().await?;
-        Ok(org(&row))
+        Ok(organization)
     }
 
     pub async fn bootstrap(
@@ -459,35 +465,21 @@ impl Postgres {
         if any.is_some() {
             return Ok(None);
         }
-        let id = need_uid(&new_id())?;
-        tx.execute(
-            "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, now())",
-            &[&id, &name],
-        )
-        .await?;
-        if credits > 0 {
-            insert_ledger(&tx, id, Bucket::Subscription, credits, "grant", None).await?;
-        }
+        let organization = insert_org(&tx, name, credits).await?;
         tx.execute(
             "INSERT INTO api_keys (id, org_id, prefix, hash, scopes, created_at) \
              VALUES ($1, $2, $3, $4, $5, now())",
             &[
                 &need_uid(&new_id())?,
-                &id,
+                &need_uid(&organization.id)?,
                 &key.prefix,
                 &key.hash,
                 &key.scopes,
             ],
         )
         .await?;
-        let row = tx
-            .query_one(
-                &format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"),
-                &[&id],
-            )
-            .await?;
         tx.commit().await?;
-        Ok(Some(org(&row)))
+        Ok(Some(organization))
     }
 
     pub async fn get_org(&self, id: &str) -> Result<Option<Organization>, StoreError> {
@@ -841,30 +833,13 @@ impl Postgres {
             .await?;
         // Subscription bucket first; the CHECKs abort the transaction on an overdraft.
         let from_subscription = j.credit_cost.min(organization.subscription);
-        let debits: Vec<(Bucket, i64, Uuid)> = [
+        let debits = [
             (Bucket::Subscription, from_subscription),
             (Bucket::Purchased, j.credit_cost - from_subscription),
-        ]
-        .into_iter()
-        .filter(|(_, amount)| *amount > 0)
-        .map(|(bucket, amount)| Ok((bucket, -amount, need_uid(&new_id())?)))
-        .collect::<Result<_, StoreError>>()?;
-        let debit_stmt = tx
-            .prepare_cached(
-                "INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at) \
-                 VALUES ($1, $2, $3, $4, 'debit', $5, now())",
-            )
-            .await?;
-        let key_stmt = tx
-            .prepare_cached(
-                "UPDATE idempotency_keys SET response_status = $5, response_body = $6, \
-                 response_location = $7 \
-                 WHERE org_id = $1 AND method = $2 AND route = $3 AND key = $4",
-            )
-            .await?;
-        let status = i32::from(new.response.status);
-        // The job, its debit rows and the key's stored answer, pipelined: the statements run
-        // in this order on the server (the debit's reference finds the job) in one round trip.
+        ];
+        // The job, its debit rows and the key's stored answer, pipelined: polled in this
+        // order, the statements go out and run in this order (the debit's reference finds the
+        // job) in one round trip.
         let job_insert = async {
             tx.execute(
                 &job_stmt,
@@ -879,33 +854,20 @@ impl Postgres {
                 ],
             )
             .await
+            .map_err(StoreError::from)
         };
-        let (tx_ref, debit_stmt, org_ref, job_ref) = (&tx, &debit_stmt, &org_uid, &job_id);
-        let debit_inserts = futures_util::future::try_join_all(debits.iter().map(
-            |(bucket, delta, id)| async move {
-                tx_ref
-                    .execute(debit_stmt, &[id, org_ref, &bucket.name(), delta, job_ref])
-                    .await
-            },
-        ));
+        let debit_inserts = futures_util::future::try_join_all(
+            debits
+                .iter()
+                .filter(|(_, amount)| *amount > 0)
+                .map(|&(bucket, amount)| {
+                    insert_ledger(&tx, org_uid, bucket, -amount, "debit", Some(job_id))
+                }),
+        );
         let key_update = async {
             match &key {
-                Some(key) => {
-                    tx.execute(
-                        &key_stmt,
-                        &[
-                            &org_uid,
-                            &key.scope.method,
-                            &key.scope.route,
-                            &key.scope.key,
-                            &status,
-                            &new.response.body,
-                            &new.response.location,
-                        ],
-                    )
-                    .await
-                }
-                None => Ok(0),
+                Some(key) => complete_key(&tx, &key.scope, &new.response).await,
+                None => Ok(()),
             }
         };
         tokio::try_join!(job_insert, debit_inserts, key_update)?;

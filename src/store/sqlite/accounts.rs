@@ -17,7 +17,8 @@ fn org_from_row(r: &rusqlite::Row) -> rusqlite::Result<Organization> {
 
 const ORG_COLUMNS: &str = "id, name, subscription_credits, purchased_credits, created_at";
 
-pub fn create_org(tx: &Connection, name: &str) -> rusqlite::Result<Organization> {
+/// A new organization with `credits` granted to its subscription bucket.
+pub fn create_org(tx: &Connection, name: &str, credits: i64) -> rusqlite::Result<Organization> {
     let id = new_id();
     let created_at = now();
     exec(
@@ -25,10 +26,13 @@ pub fn create_org(tx: &Connection, name: &str) -> rusqlite::Result<Organization>
         "INSERT INTO organizations (id, name, created_at) VALUES (?1, ?2, ?3)",
         params![id, name, created_at],
     )?;
+    if credits > 0 {
+        grant(tx, &id, Bucket::Subscription, credits)?;
+    }
     Ok(Organization {
         id,
         name: name.to_string(),
-        subscription: 0,
+        subscription: credits.max(0),
         purchased: 0,
         created_at,
     })
@@ -269,8 +273,7 @@ mod tests {
         let db = Db::open(dir.path().join("t.db"), 1).expect("open");
         let org = db
             .write(|tx| {
-                let org = create_org(tx, "lab")?;
-                grant(tx, &org.id, Bucket::Subscription, 1)?;
+                let org = create_org(tx, "lab", 1)?;
                 grant(tx, &org.id, Bucket::Purchased, 1)?;
                 Ok::<_, StoreError>(org)
             })

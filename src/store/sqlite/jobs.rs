@@ -172,23 +172,26 @@ pub fn complete(
     )? == 1)
 }
 
-/// Ends a running job of this attempt as `failed` or `canceled`; false when it was not this
-/// attempt's any more. The caller refunds in the same transaction.
+/// Ends a running job of this attempt as `failed` or `canceled`, returning its organization
+/// and cost; None when it was not this attempt's any more. The caller refunds in the same
+/// transaction.
 pub fn finish_unsuccessfully(
     tx: &Connection,
     id: &str,
     attempt: i64,
     status: Status,
     error: Option<&str>,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Option<(String, i64)>> {
     debug_assert!(matches!(status, Status::Failed | Status::Canceled));
-    Ok(exec(
-        tx,
+    tx.prepare_cached(
         "UPDATE jobs SET status = ?3, stage = NULL, finished_at = ?4, error = ?5, results = NULL, \
          lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = ?1 AND status = 'running' AND attempt = ?2",
-        params![id, attempt, status.name(), now(), error],
-    )? == 1)
+         WHERE id = ?1 AND status = 'running' AND attempt = ?2 RETURNING org_id, credit_cost",
+    )?
+    .query_row(params![id, attempt, status.name(), now(), error], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
 }
 
 /// Cancels a job only if it is still pending (a runner may have just claimed it).
@@ -212,12 +215,14 @@ pub fn request_cancel(tx: &Connection, id: &str, refusing_stage: &str) -> rusqli
 }
 
 /// Puts one running job of this attempt back in the queue: no refund, it will run again.
+/// False (nothing changed) when it is not this attempt's, or a cancel of it was requested
+/// (then it is to end canceled instead).
 pub fn requeue(tx: &Connection, id: &str, attempt: i64) -> rusqlite::Result<bool> {
     Ok(exec(
         tx,
         "UPDATE jobs SET status = 'pending', stage = NULL, started_at = NULL, \
          lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = ?1 AND status = 'running' AND attempt = ?2",
+         WHERE id = ?1 AND status = 'running' AND attempt = ?2 AND cancel_requested_at IS NULL",
         params![id, attempt],
     )? == 1)
 }

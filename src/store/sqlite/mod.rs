@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::model::*;
 use super::{StoreError, now};
@@ -68,14 +68,8 @@ impl Sqlite {
 
     pub async fn create_org(&self, name: &str, credits: i64) -> Result<Organization, StoreError> {
         let name = name.to_string();
-        self.write(move |tx| {
-            let org = accounts::create_org(tx, &name)?;
-            if credits > 0 {
-                accounts::grant(tx, &org.id, Bucket::Subscription, credits)?;
-            }
-            Ok(accounts::get_org(tx, &org.id)?.unwrap_or(org))
-        })
-        .await
+        self.write(move |tx| Ok(accounts::create_org(tx, &name, credits)?))
+            .await
     }
 
     pub async fn bootstrap(
@@ -89,10 +83,7 @@ impl Sqlite {
             if accounts::count_orgs(tx)? > 0 {
                 return Ok(None);
             }
-            let org = accounts::create_org(tx, &name)?;
-            if credits > 0 {
-                accounts::grant(tx, &org.id, Bucket::Subscription, credits)?;
-            }
+            let org = accounts::create_org(tx, &name, credits)?;
             accounts::insert_key(tx, &org.id, &key.prefix, &key.hash, &key.scopes)?;
             Ok(Some(org))
         })
@@ -409,17 +400,9 @@ impl Sqlite {
     pub async fn release(&self, job_id: &str, attempt: i64) -> Result<(), StoreError> {
         let id = job_id.to_string();
         self.write(move |tx| {
-            let cancel_requested: bool = tx
-                .prepare_cached(
-                    "SELECT cancel_requested_at IS NOT NULL FROM jobs WHERE id = ?1 \
-                     AND status = 'running' AND attempt = ?2",
-                )?
-                .query_row(params![id, attempt], |r| r.get(0))
-                .unwrap_or(false);
-            if cancel_requested {
+            // Not requeued when a cancel was requested meanwhile: then it ends canceled.
+            if !jobs::requeue(tx, &id, attempt)? {
                 end_refunded(tx, &id, attempt, Status::Canceled, None)?;
-            } else {
-                jobs::requeue(tx, &id, attempt)?;
             }
             Ok(())
         })
@@ -550,16 +533,9 @@ fn end_refunded(
     status: Status,
     error: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let owner: Option<(String, i64)> = tx
-        .prepare_cached("SELECT org_id, credit_cost FROM jobs WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .ok();
-    let Some((org_id, cost)) = owner else {
+    let Some((org_id, cost)) = jobs::finish_unsuccessfully(tx, id, attempt, status, error)? else {
         return Ok(false);
     };
-    if !jobs::finish_unsuccessfully(tx, id, attempt, status, error)? {
-        return Ok(false);
-    }
     accounts::refund(tx, &org_id, id, cost)?;
     Ok(true)
 }
