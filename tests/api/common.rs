@@ -377,6 +377,60 @@ pub const FAST: [&str; 8] = [
     "1000",
 ];
 
+/// `serve` flags with the rate limits out of the way (`FAST`), then `extra`.
+pub fn fast<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    FAST.iter().copied().chain(extra.iter().copied()).collect()
+}
+
+/// The answers to concurrent submits against an organization's last `credits` credits:
+/// exactly `credits` accepted, the rest `402` with the cost and a zero balance, and (read
+/// through `reader`) a zero balance, a ledger summing to it with one debit per accepted job,
+/// and exactly those jobs listed. Returns the accepted jobs' ids.
+pub fn assert_spent_exactly(
+    answers: &[Resp],
+    reader: &Server,
+    key: &str,
+    credits: i64,
+) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for r in answers {
+        match r.status {
+            202 => accepted.push(id_of(&r.json)),
+            402 => {
+                let p = r.problem(402, "insufficient_credits");
+                assert_eq!(p["credit_cost"], 1, "{}", r.text);
+                assert_eq!(p["credit_balance"], 0, "{}", r.text);
+            }
+            other => panic!("submit answered {other}: {}", r.text),
+        }
+    }
+    assert_eq!(
+        accepted.len() as i64,
+        credits,
+        "exactly the balance is accepted"
+    );
+    let org = reader.as_key(key, "GET", "/v1/organization", None).json;
+    assert_eq!(org["credit_balance"], 0, "{org}");
+    let ledger = reader.all_pages(key, "/v1/credits/ledger");
+    let sum: i64 = ledger.iter().filter_map(|e| e["delta"].as_i64()).sum();
+    assert_eq!(sum, 0, "the ledger sums to the balance: {ledger:?}");
+    let debits: Vec<&Value> = ledger.iter().filter(|e| e["reason"] == "debit").collect();
+    assert_eq!(debits.len() as i64, credits);
+    for id in &accepted {
+        assert_eq!(
+            debits.iter().filter(|e| e["job_id"] == id.as_str()).count(),
+            1,
+            "one debit for {id}"
+        );
+    }
+    // The listing agrees: exactly the accepted jobs exist.
+    let list = reader
+        .as_key(key, "GET", "/v1/humanizations?limit=100", None)
+        .json;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(accepted.len()));
+    accepted
+}
+
 pub fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
 }

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{Backend, FAST, Server, backend, id_of};
+use crate::common::{Backend, Server, assert_spent_exactly, backend, fast, id_of};
 
 /// Held by each test here for its whole run: three nodes each are a lot of processes for a
 /// 2-core machine, and the latency tests measure the service, not a starved scheduler.
@@ -26,28 +26,21 @@ fn nodes(flags: [&[&str]; 3]) -> Option<Vec<Server>> {
         eprintln!("skipped: several nodes need VENEER_TEST_BACKEND=postgres");
         return None;
     }
-    let with = |extra: &[&str]| -> Vec<String> {
-        FAST.iter()
-            .chain(extra)
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-    };
-    let args0 = with(flags[0]);
-    let first = Server::start(&args0.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = Server::start(&fast(flags[0]));
     let mut all = vec![first];
     for extra in &flags[1..] {
-        let args = with(extra);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut node = Server::start_on(
-            dir,
-            Some(all[0].db()),
-            "127.0.0.1:0",
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        node.key = all[0].key.clone();
+        let node = beside(&all[0], extra);
         all.push(node);
     }
     Some(all)
+}
+
+/// Another node on `first`'s database with `FAST` and `extra` flags, using its key.
+fn beside(first: &Server, extra: &[&str]) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Server::start_on(dir, Some(first.db()), "127.0.0.1:0", &fast(extra));
+    node.key = first.key.clone();
+    node
 }
 
 /// How many times each node's log says it completed `id`.
@@ -212,15 +205,11 @@ fn a_killed_nodes_jobs_are_finished_by_another_within_lease_plus_2_s() {
     for n in &mut nodes[1..] {
         assert!(n.terminate().success());
     }
-    let db = nodes[0].db();
-    let key = nodes[0].key.clone();
-    for slot in nodes.iter_mut().skip(1) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut args: Vec<&str> = FAST.to_vec();
-        args.extend(["--workers", "2", "--job-lease-seconds", &lease]);
-        let mut node = Server::start_on(dir, Some(db.clone()), "127.0.0.1:0", &args);
-        node.key = key.clone();
-        *slot = node;
+    for slot in 1..nodes.len() {
+        nodes[slot] = beside(
+            &nodes[0],
+            &["--workers", "2", "--job-lease-seconds", &lease],
+        );
     }
     let killed = Instant::now();
     let mut a = nodes.remove(0);
@@ -330,26 +319,8 @@ fn forty_submits_against_seven_credits_over_three_nodes_accept_exactly_seven() {
         .flat_map(|t| t.join().expect("thread"))
         .collect();
     assert_eq!(answers.len(), 40);
-    let mut accepted = 0;
-    for r in &answers {
-        match r.status {
-            202 => accepted += 1,
-            402 => {
-                r.problem(402, "insufficient_credits");
-            }
-            other => panic!("submit answered {other}: {}", r.text),
-        }
-    }
-    assert_eq!(accepted, CREDITS);
-    let org = nodes[1].as_key(&key, "GET", "/v1/organization", None).json;
-    assert_eq!(org["credit_balance"], 0, "{org}");
-    let ledger: Vec<Value> = nodes[2].all_pages(&key, "/v1/credits/ledger");
-    let sum: i64 = ledger.iter().filter_map(|e| e["delta"].as_i64()).sum();
-    assert_eq!(sum, 0, "the ledger sums to the balance");
-    assert_eq!(
-        ledger.iter().filter(|e| e["reason"] == "debit").count() as i64,
-        CREDITS
-    );
+    // Read back through a node other than most of the submits' (all share the database).
+    assert_spent_exactly(&answers, &nodes[2], &key, CREDITS);
 }
 
 #[test]
@@ -470,16 +441,14 @@ fn a_node_that_was_only_slow_is_fenced_out_and_the_job_completes_once() {
         eprintln!("skipped: several nodes need VENEER_TEST_BACKEND=postgres");
         return;
     }
-    let mut args: Vec<&str> = FAST.to_vec();
-    args.extend([
+    let slow = Server::start(&fast(&[
         "--workers",
         "1",
         "--stage-delay-ms",
         "1000",
         "--job-lease-seconds",
         "1",
-    ]);
-    let slow = Server::start(&args);
+    ]));
     let variant = slow.create_variant("v");
     let before = slow.balance();
     let id = id_of(&slow.submit(&variant).json);
@@ -493,11 +462,7 @@ fn a_node_that_was_only_slow_is_fenced_out_and_the_job_completes_once() {
             .expect("kill")
             .success()
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut other_args: Vec<&str> = FAST.to_vec();
-    other_args.extend(["--workers", "1", "--job-lease-seconds", "1"]);
-    let mut other = Server::start_on(dir, Some(slow.db()), "127.0.0.1:0", &other_args);
-    other.key = slow.key.clone();
+    let other = beside(&slow, &["--workers", "1", "--job-lease-seconds", "1"]);
     other.wait_status(&id, "completed", Duration::from_secs(10));
     // Thawed, the slow node carries on where it was: every write it tries is refused.
     assert!(

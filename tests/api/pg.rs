@@ -33,6 +33,11 @@ pub fn bin_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
+/// A PostgreSQL client program: Debian's, else whatever `PATH` finds.
+fn tool(name: &str) -> PathBuf {
+    bin_dir().map_or_else(|| PathBuf::from(name), |b| b.join(name))
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -151,8 +156,7 @@ pub fn cluster() -> &'static Cluster {
 
 /// Runs one statement with psql; (success, stdout).
 fn psql(url: &str, sql: &str) -> (bool, String) {
-    let program = bin_dir().map_or_else(|| PathBuf::from("psql"), |b| b.join("psql"));
-    let out = Command::new(program)
+    let out = Command::new(tool("psql"))
         .args([
             "-X",
             "-q",
@@ -188,8 +192,7 @@ impl Cluster {
 
 /// Runs one statement on the database; the rows it changed (psql's command tag).
 pub fn execute(url: &str, sql: &str) -> usize {
-    let program = bin_dir().map_or_else(|| PathBuf::from("psql"), |b| b.join("psql"));
-    let out = Command::new(program)
+    let out = Command::new(tool("psql"))
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
         .output()
         .expect("psql");
@@ -215,8 +218,7 @@ pub fn query_value(url: &str, sql: &str) -> String {
 
 /// Every row of the database, as pg_dump writes them.
 pub fn dump(url: &str) -> Vec<u8> {
-    let program = bin_dir().map_or_else(|| PathBuf::from("pg_dump"), |b| b.join("pg_dump"));
-    let out = Command::new(program)
+    let out = Command::new(tool("pg_dump"))
         .args(["--data-only", "-d", url])
         .output()
         .expect("pg_dump");

@@ -63,11 +63,12 @@ fn a_failing_pipeline_ends_failed_with_a_problem_and_one_refund() {
 
 #[test]
 fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
-    let args: Vec<&str> = ["--workers", "8", "--stage-delay-ms", "3"]
-        .into_iter()
-        .chain(crate::common::FAST)
-        .collect();
-    let s = Arc::new(Server::start(&args));
+    let s = Arc::new(Server::start(&crate::common::fast(&[
+        "--workers",
+        "8",
+        "--stage-delay-ms",
+        "3",
+    ])));
     let variant = s.create_variant("v");
     let threads: Vec<_> = (0..8)
         .map(|t| {

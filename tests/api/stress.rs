@@ -5,23 +5,14 @@
 
 use std::sync::Arc;
 
-use crate::common::{FAST, Server, id_of};
-use serde_json::{Value, json};
-
-fn args(extra: &[&'static str]) -> Vec<&'static str> {
-    FAST.iter().chain(extra).copied().collect()
-}
-
-/// Every ledger entry of the key's organization, following the cursor.
-fn full_ledger(s: &Server, key: &str) -> Vec<Value> {
-    s.all_pages(key, "/v1/credits/ledger")
-}
+use crate::common::{Server, assert_spent_exactly, fast, id_of};
+use serde_json::json;
 
 #[test]
 fn concurrent_submits_against_the_last_credits_accept_exactly_the_balance() {
     const CREDITS: i64 = 7;
     // Paused: the accepted jobs stay pending, so nothing is refunded behind the test's back.
-    let s = Arc::new(Server::start(&args(&["--paused"])));
+    let s = Arc::new(Server::start(&fast(&["--paused"])));
     let (_org, key) = s.new_org("poor lab", CREDITS, None);
     let variant = s.create_variant_as(&key);
     let threads: Vec<_> = (0..8)
@@ -50,47 +41,12 @@ fn concurrent_submits_against_the_last_credits_accept_exactly_the_balance() {
         .flat_map(|t| t.join().expect("thread"))
         .collect();
     assert_eq!(answers.len(), 40);
-    let mut accepted = Vec::new();
-    for r in &answers {
-        match r.status {
-            202 => accepted.push(id_of(&r.json)),
-            402 => {
-                let p = r.problem(402, "insufficient_credits");
-                assert_eq!(p["credit_cost"], 1, "{}", r.text);
-                assert_eq!(p["credit_balance"], 0, "{}", r.text);
-            }
-            other => panic!("submit answered {other}: {}", r.text),
-        }
-    }
-    assert_eq!(
-        accepted.len() as i64,
-        CREDITS,
-        "exactly the balance is accepted"
-    );
-    let org = s.as_key(&key, "GET", "/v1/organization", None).json;
-    assert_eq!(org["credit_balance"], 0, "{org}");
-    let ledger = full_ledger(&s, &key);
-    let sum: i64 = ledger.iter().filter_map(|e| e["delta"].as_i64()).sum();
-    assert_eq!(sum, 0, "the ledger sums to the balance: {ledger:?}");
-    let debits: Vec<&Value> = ledger.iter().filter(|e| e["reason"] == "debit").collect();
-    assert_eq!(debits.len() as i64, CREDITS);
-    for id in &accepted {
-        assert_eq!(
-            debits.iter().filter(|e| e["job_id"] == id.as_str()).count(),
-            1,
-            "one debit for {id}"
-        );
-    }
-    // The listing agrees: exactly the accepted jobs exist.
-    let list = s
-        .as_key(&key, "GET", "/v1/humanizations?limit=100", None)
-        .json;
-    assert_eq!(list["data"].as_array().map(Vec::len), Some(accepted.len()));
+    assert_spent_exactly(&answers, &s, &key, CREDITS);
 }
 
 #[test]
 fn many_concurrent_cancels_of_one_pending_job_refund_it_once() {
-    let s = Arc::new(Server::start(&args(&["--paused"])));
+    let s = Arc::new(Server::start(&fast(&["--paused"])));
     let variant = s.create_variant("v");
     for round in 0..3 {
         let id = id_of(&s.submit(&variant).json);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, FAST, Server, VH, VL, id_of};
+use crate::common::{BIN, Server, VH, VL, fast, id_of};
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -306,9 +306,7 @@ async fn a_scientist_humanizes_inspects_exports_and_cancels_in_the_browser() {
         return;
     }
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut args: Vec<&str> = FAST.to_vec();
-    args.extend(["--stage-delay-ms", "700"]);
-    let mut server = Server::start_listening(&listen, &args);
+    let mut server = Server::start_listening(&listen, &fast(&["--stage-delay-ms", "700"]));
     let base = format!("http://{}", server.addr);
     let mut b = Browser::start(&base).await;
     // Statuses the flow provokes on purpose; Chromium logs each failed fetch on the console.
