@@ -69,6 +69,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the last
     // commits), and it keeps commits off fsync.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // A group commit runs each write in a savepoint, whose sub-journal (the pages it changed,
+    // as they were) would otherwise spill to a temporary file past 64 KiB: keep it in memory.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // The writer runs every statement of the service; keep them all prepared.
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
