@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runner::Runner;
 use crate::service::{jobs, keys};
+use crate::store::charge::{self, WriteCharge};
 use crate::store::{ApiKey, Store};
 use limits::{Decision, RateLimiter};
 use problem::ApiError;
@@ -254,19 +255,43 @@ async fn dispatch(
     {
         return Err((ApiError::Forbidden(scope), limit));
     }
-    if endpoint.class() == CostClass::Write {
-        count_write(app, &key.org_id)
-            .await
-            .map_err(|e| (e, limit))?;
-    }
-    let query = parse_query(req.uri().query(), endpoint).map_err(|e| (e, limit))?;
+    // Every write request counts against the daily quota, and over it answers 429 whatever
+    // else it would have answered. Where the store counts it in the request's first write
+    // (store::charge), only a request that wrote nothing is counted here, afterwards.
+    let charge = (endpoint.class() == CostClass::Write)
+        .then(|| jobs::write_charge(&key.org_id, app.config.daily_write_quota));
+    let handled = match charge {
+        Some(charge) if app.store.counts_in_writes() => {
+            let (handled, owed) =
+                charge::owing(charge, authorized(app, endpoint, key, route, path, req)).await;
+            match owed {
+                Some(owed) => count_write(app, &owed).await.and(handled),
+                None => handled,
+            }
+        }
+        Some(charge) => match count_write(app, &charge).await {
+            Ok(()) => authorized(app, endpoint, key, route, path, req).await,
+            Err(e) => Err(e),
+        },
+        None => authorized(app, endpoint, key, route, path, req).await,
+    };
+    handled.map(|r| (r, limit)).map_err(|e| (e, limit))
+}
+
+/// An authenticated request past its rate limit, scope and quota: its query, its body, its
+/// handler.
+async fn authorized(
+    app: &Arc<App>,
+    endpoint: Endpoint,
+    key: ApiKey,
+    route: Route,
+    path: &str,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let query = parse_query(req.uri().query(), endpoint)?;
     let (parts, body) = req.into_parts();
     let body = if endpoint.has_body() {
-        Some(
-            read_json_body(&parts.headers, body)
-                .await
-                .map_err(|e| (e, limit))?,
-        )
+        Some(read_json_body(&parts.headers, body).await?)
     } else {
         None
     };
@@ -278,10 +303,7 @@ async fn dispatch(
         query,
         body,
     };
-    handlers::authenticated(app, endpoint, ctx)
-        .await
-        .map(|r| (r, limit))
-        .map_err(|e| (e, limit))
+    handlers::authenticated(app, endpoint, ctx).await
 }
 
 async fn authenticate(app: &Arc<App>, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
@@ -300,14 +322,14 @@ async fn authenticate(app: &Arc<App>, headers: &HeaderMap) -> Result<ApiKey, Api
     key.ok_or(ApiError::Unauthenticated)
 }
 
-async fn count_write(app: &Arc<App>, org_id: &str) -> Result<(), ApiError> {
-    let quota = app.config.daily_write_quota;
-    if jobs::count_write(&app.store, org_id, quota).await? {
+/// Counts a write request in a transaction of its own: `429` over the quota.
+async fn count_write(app: &Arc<App>, charge: &WriteCharge) -> Result<(), ApiError> {
+    if jobs::count_write(&app.store, charge).await? {
         Ok(())
     } else {
         Err(ApiError::QuotaExceeded {
             retry_after: jobs::seconds_to_utc_midnight(),
-            quota,
+            quota: charge.quota,
         })
     }
 }

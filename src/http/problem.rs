@@ -35,13 +35,23 @@ pub enum ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        ApiError::Service(e)
+        match e {
+            ServiceError::Store(e) => e.into(),
+            e => ApiError::Service(e),
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Service(ServiceError::Store(e))
+        match e {
+            // A write refused for the quota it counts in its own transaction (store::charge).
+            StoreError::QuotaExceeded { quota } => ApiError::QuotaExceeded {
+                retry_after: crate::service::jobs::seconds_to_utc_midnight(),
+                quota,
+            },
+            e => ApiError::Service(ServiceError::Store(e)),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ServiceError;
 use super::humanization;
+use crate::store::charge::WriteCharge;
 use crate::store::{CancelDecision, JobRow, Store};
 
 /// What a cancel did.
@@ -103,9 +104,20 @@ pub fn seconds_to_utc_midnight() -> u64 {
     (86_400 - now.rem_euclid(86_400)) as u64
 }
 
-/// Counts one write request of the organization against today's quota (shared by every node
-/// on the database); false when the quota is used up.
-pub async fn count_write(store: &Store, org_id: &str, quota: i64) -> Result<bool, ServiceError> {
-    let day = crate::store::now()[..10].to_string();
-    Ok(store.count_write(org_id, &day, quota).await?)
+/// One write request of the organization, to count against today's quota (shared by every
+/// node on the database).
+pub fn write_charge(org_id: &str, quota: i64) -> WriteCharge {
+    WriteCharge {
+        org_id: org_id.to_string(),
+        day: crate::store::now()[..10].to_string(),
+        quota,
+    }
+}
+
+/// Counts one write request against its quota in a transaction of its own; false when the
+/// quota is used up.
+pub async fn count_write(store: &Store, charge: &WriteCharge) -> Result<bool, ServiceError> {
+    Ok(store
+        .count_write(&charge.org_id, &charge.day, charge.quota)
+        .await?)
 }

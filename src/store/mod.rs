@@ -7,6 +7,7 @@
 //! operations take and return the plain values of [`model`]. Each operation is one
 //! transaction, so the service above states rules and never holds a transaction open.
 
+pub mod charge;
 pub mod migrate;
 pub mod model;
 pub mod oasis_db;
@@ -38,6 +39,10 @@ pub enum StoreError {
     /// migration target, an operation the backend does not have).
     #[error("{0}")]
     Refused(String),
+    /// The request's write was not run: its organization has used its daily write quota
+    /// (counted in the write's own transaction, see [`charge`]).
+    #[error("the organization has used its {quota} writes for today")]
+    QuotaExceeded { quota: i64 },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -220,6 +225,15 @@ impl Store {
     }
 
     // ---- requests: quota, settings, idempotency ----
+
+    /// Whether the backend's writes count the request's owed quota charge in their own
+    /// transaction ([`charge`]); otherwise the caller counts each write request first.
+    pub fn counts_in_writes(&self) -> bool {
+        match self {
+            Store::Sqlite(b) => b.counts_in_writes(),
+            Store::Postgres(_) => false,
+        }
+    }
 
     /// Counts one write for the organization on `day`; false (nothing counted) over `quota`.
     pub async fn count_write(

@@ -160,6 +160,77 @@ fn the_daily_write_quota_survives_a_restart() {
     s.post("/v1/variants", &body).problem(429, "quota_exceeded");
 }
 
+/// Every write request counts once against its organization's quota, whatever it answers —
+/// created, refused before the store (400), refused by it (402, 404), replayed — and past the
+/// quota every write request answers 429 and changes nothing (SPEC §8).
+#[test]
+fn every_write_request_counts_once_and_past_the_quota_each_answers_429() {
+    let s = Server::start(&["--daily-write-quota", "7"]);
+    let (org, key) = s.new_org("Quota Lab", 0, None);
+    let as_b = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        s.as_key(&key, method, path, body)
+    };
+    let variant = json!({"name": "a", "vh": crate::common::VH, "vl": crate::common::VL});
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    // 1: created.
+    let created = as_b("POST", "/v1/variants", Some(variant.clone()));
+    assert_eq!(created.status, 201, "{}", created.text);
+    let variant_id = id_of(&created.json);
+    // 2: refused before anything is stored.
+    as_b("POST", "/v1/variants", Some(json!({"name": ""}))).problem(400, "invalid_request");
+    // 3: refused by the store (no credits), 4: an unknown variant, 5: an unknown job.
+    let submit = json!({ "variant_id": variant_id });
+    as_b("POST", "/v1/humanizations", Some(submit.clone())).problem(402, "insufficient_credits");
+    let r = as_b(
+        "POST",
+        "/v1/humanizations",
+        Some(json!({ "variant_id": unknown })),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = as_b("POST", &format!("/v1/jobs/{unknown}/cancel"), None);
+    assert_eq!(r.status, 404, "{}", r.text);
+    // 6: created under an idempotency key, 7: its replay.
+    let keyed = || {
+        s.req()
+            .key(Some(&key))
+            .method("POST")
+            .path("/v1/variants")
+            .header("Idempotency-Key", "quota-replay")
+            .json(&json!({"name": "b", "vh": crate::common::VH, "vl": crate::common::VL}))
+            .send()
+    };
+    assert_eq!(keyed().status, 201);
+    let replay = keyed();
+    assert_eq!(replay.status, 201, "{}", replay.text);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+
+    // The quota is used up: whatever the request, 429 — and nothing happens.
+    let (ok, _) = s.admin(&["credits", "grant", "--org", &org, "--amount", "100"]);
+    assert!(ok);
+    let refusals = [
+        as_b("POST", "/v1/variants", Some(variant.clone())),
+        as_b("POST", "/v1/variants", Some(json!({"name": ""}))),
+        as_b("POST", "/v1/humanizations", Some(submit.clone())),
+        as_b("POST", &format!("/v1/jobs/{unknown}/cancel"), None),
+        as_b("DELETE", &format!("/v1/variants/{variant_id}"), None),
+        keyed(),
+    ];
+    for r in &refusals {
+        r.problem(429, "quota_exceeded");
+        assert!(r.header("retry-after").is_some());
+    }
+    // Reads are not writes: two variants, no job, the grant untouched.
+    let variants = as_b("GET", "/v1/variants", None);
+    assert_eq!(variants.status, 200);
+    assert_eq!(variants.json["data"].as_array().map(Vec::len), Some(2));
+    let jobs = as_b("GET", "/v1/jobs", None);
+    assert_eq!(jobs.json["data"].as_array().map(Vec::len), Some(0));
+    let organization = as_b("GET", "/v1/organization", None);
+    assert_eq!(organization.json["credit_balance"], 100);
+    // The quota is the organization's: the bootstrap organization still writes.
+    assert_eq!(s.post("/v1/variants", &variant).status, 201);
+}
+
 #[test]
 fn admin_commands_print_what_spec_says() {
     let dir = tempfile::tempdir().expect("tempdir");

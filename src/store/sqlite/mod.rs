@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::model::*;
-use super::{StoreError, now};
+use super::{StoreError, charge, now};
 pub use db::Db;
 
 pub struct Sqlite {
@@ -43,7 +43,48 @@ impl Sqlite {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.db.write_async(f).await
+        self.counted(f).await
+    }
+
+    /// Runs a write in the writer's transaction, counting in it the quota charge the request
+    /// owes if it still owes one ([`charge`](crate::store::charge)): over the quota, `f` is not
+    /// run and the answer is [`StoreError::QuotaExceeded`]; if `f` fails, its count is rolled
+    /// back with it and the charge given back for the request's next write (or the HTTP
+    /// layer's own count).
+    async fn counted<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let Some(owed) = charge::take() else {
+            return self.db.write_async(f).await;
+        };
+        let counted = owed.clone();
+        let ran = self
+            .db
+            .write_async(move |tx| {
+                let within =
+                    requests::count_write(tx, &counted.org_id, &counted.day, counted.quota)
+                        .map_err(StoreError::from)?;
+                // Over the quota nothing was counted and `f` does not run.
+                if within { f(tx).map(Some) } else { Ok(None) }
+            })
+            .await;
+        match ran {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => Err(StoreError::QuotaExceeded { quota: owed.quota }.into()),
+            Err(e) => {
+                charge::restore(owed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether this backend counts a request's quota charge in the transaction of its first
+    /// write ([`Sqlite::counted`]).
+    pub fn counts_in_writes(&self) -> bool {
+        true
     }
 
     /// A point read on the calling thread when a reader is free ([`Db::read_point`]).
@@ -166,7 +207,9 @@ impl Sqlite {
         quota: i64,
     ) -> Result<bool, StoreError> {
         let (org_id, day) = (org_id.to_string(), day.to_string());
-        self.write(move |tx| Ok(requests::count_write(tx, &org_id, &day, quota)?))
+        // Its own transaction: the count of a request whose writes did not take its charge.
+        self.db
+            .write_async(move |tx| Ok(requests::count_write(tx, &org_id, &day, quota)?))
             .await
     }
 
@@ -255,35 +298,34 @@ impl Sqlite {
         E: Send + 'static,
     {
         let (org_id, variant_id) = (org_id.to_string(), variant_id.to_string());
-        self.db
-            .write_async(move |tx| {
-                if let Some(key) = &key {
-                    match begin_key(tx, key)? {
-                        KeyState::Fresh => {}
-                        decided => return Ok(Submitted::Key(decided)),
-                    }
+        self.counted(move |tx| {
+            if let Some(key) = &key {
+                match begin_key(tx, key)? {
+                    KeyState::Fresh => {}
+                    decided => return Ok(Submitted::Key(decided)),
                 }
-                let variant = variants::get(tx, &org_id, &variant_id)?;
-                let Some(org) = accounts::get_org(tx, &org_id)? else {
-                    return Err(StoreError::Refused(format!("no organization {org_id}")).into());
-                };
-                let new = match plan(variant.as_ref(), &org) {
-                    Ok(new) => new,
-                    // Rolls the key's reservation back with the rest.
-                    Err(refusal) => return Err(Refusal(refusal).into()),
-                };
-                jobs::insert(tx, &new.job)?;
-                accounts::debit(tx, &org, &new.job.id, new.job.credit_cost)?;
-                if let Some(key) = &key {
-                    requests::complete_key(tx, &key.scope, &new.response)?;
-                }
-                Ok(Submitted::Created(Box::new(new)))
-            })
-            .await
-            .or_else(|e: SubmitError<E>| match e {
-                SubmitError::Refused(refusal) => Ok(Submitted::Refused(refusal)),
-                SubmitError::Store(e) => Err(e),
-            })
+            }
+            let variant = variants::get(tx, &org_id, &variant_id)?;
+            let Some(org) = accounts::get_org(tx, &org_id)? else {
+                return Err(StoreError::Refused(format!("no organization {org_id}")).into());
+            };
+            let new = match plan(variant.as_ref(), &org) {
+                Ok(new) => new,
+                // Rolls the key's reservation back with the rest.
+                Err(refusal) => return Err(Refusal(refusal).into()),
+            };
+            jobs::insert(tx, &new.job)?;
+            accounts::debit(tx, &org, &new.job.id, new.job.credit_cost)?;
+            if let Some(key) = &key {
+                requests::complete_key(tx, &key.scope, &new.response)?;
+            }
+            Ok(Submitted::Created(Box::new(new)))
+        })
+        .await
+        .or_else(|e: SubmitError<E>| match e {
+            SubmitError::Refused(refusal) => Ok(Submitted::Refused(refusal)),
+            SubmitError::Store(e) => Err(e),
+        })
     }
 
     pub async fn get_job(
