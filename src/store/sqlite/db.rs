@@ -482,15 +482,21 @@ mod tests {
         out
     }
 
-    #[test]
-    fn one_failing_write_in_a_group_commit_leaves_the_others_committed() {
+    /// A fresh database with one table `t (n INTEGER PRIMARY KEY)`.
+    fn table_db() -> (tempfile::TempDir, Arc<Db>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::open(dir.path().join("g.db"), 1).expect("open");
+        let db = Db::open(dir.path().join("t.db"), 1).expect("open");
         db.write(|c| {
             c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
                 .map_err(StoreError::from)
         })
         .expect("table");
+        (dir, db)
+    }
+
+    #[test]
+    fn one_failing_write_in_a_group_commit_leaves_the_others_committed() {
+        let (_dir, db) = table_db();
         // A write that holds the writer until released, so the next ones queue up behind it
         // and are taken as one group.
         let (started_tx, started) = mpsc::channel();
@@ -558,13 +564,7 @@ mod tests {
 
     #[test]
     fn a_failing_write_alone_is_rolled_back_whole() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::open(dir.path().join("a.db"), 1).expect("open");
-        db.write(|c| {
-            c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-                .map_err(StoreError::from)
-        })
-        .expect("table");
+        let (_dir, db) = table_db();
         let failed = db.write(|c| {
             c.execute("INSERT INTO t VALUES (1)", [])?;
             c.execute("INSERT INTO t VALUES (1)", [])
