@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, VARY};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::problem::{ApiError, already_reason};
@@ -38,8 +38,14 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
     response
 }
 
-fn json_response(status: StatusCode, value: &Value) -> HttpResponse {
-    respond(status, "application/json", value.to_string())
+fn json_response(status: StatusCode, value: &impl Serialize) -> HttpResponse {
+    respond(status, "application/json", to_json(value))
+}
+
+/// The JSON text of a response body. Serializing our own views cannot fail (string keys,
+/// finite numbers); if it ever did, the body would be `null` rather than a dropped request.
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec())
 }
 
 /// The routes without an API key: health, readiness, metrics, the OpenAPI document.
@@ -72,27 +78,30 @@ pub async fn operator(app: &Arc<App>, endpoint: Endpoint) -> Result<HttpResponse
     }
 }
 
+/// Runs the endpoint's handler. Each handler's future is boxed: they differ in size by
+/// kilobytes, and unboxed the largest would set the size of every request's future, which is
+/// copied whole each time it moves.
 pub async fn authenticated(
     app: &Arc<App>,
     endpoint: Endpoint,
     ctx: Ctx,
 ) -> Result<HttpResponse, ApiError> {
     match endpoint {
-        Endpoint::GetOrganization => get_organization(app, &ctx).await,
-        Endpoint::ListLedger => list_ledger(app, &ctx).await,
-        Endpoint::ListVariants => list_variants(app, &ctx).await,
-        Endpoint::CreateVariant => create_variant(app, &ctx).await,
-        Endpoint::ImportVariants => import_variants(app, &ctx).await,
-        Endpoint::GetVariant => get_variant(app, &ctx).await,
-        Endpoint::DeleteVariant => delete_variant(app, &ctx).await,
-        Endpoint::ListHumanizations => list_jobs(app, &ctx, Some(HUMANIZATION)).await,
-        Endpoint::SubmitHumanization => submit_humanization(app, &ctx).await,
-        Endpoint::GetHumanization => get_humanization(app, &ctx).await,
-        Endpoint::CancelHumanization => cancel_humanization(app, &ctx).await,
-        Endpoint::ExportHumanization => export_humanization(app, &ctx).await,
-        Endpoint::ListJobs => list_jobs(app, &ctx, None).await,
-        Endpoint::GetJob => get_job(app, &ctx).await,
-        Endpoint::CancelJob => cancel_job(app, &ctx).await,
+        Endpoint::GetOrganization => Box::pin(get_organization(app, &ctx)).await,
+        Endpoint::ListLedger => Box::pin(list_ledger(app, &ctx)).await,
+        Endpoint::ListVariants => Box::pin(list_variants(app, &ctx)).await,
+        Endpoint::CreateVariant => Box::pin(create_variant(app, &ctx)).await,
+        Endpoint::ImportVariants => Box::pin(import_variants(app, &ctx)).await,
+        Endpoint::GetVariant => Box::pin(get_variant(app, &ctx)).await,
+        Endpoint::DeleteVariant => Box::pin(delete_variant(app, &ctx)).await,
+        Endpoint::ListHumanizations => Box::pin(list_jobs(app, &ctx, Some(HUMANIZATION))).await,
+        Endpoint::SubmitHumanization => Box::pin(submit_humanization(app, &ctx)).await,
+        Endpoint::GetHumanization => Box::pin(get_humanization(app, &ctx)).await,
+        Endpoint::CancelHumanization => Box::pin(cancel_humanization(app, &ctx)).await,
+        Endpoint::ExportHumanization => Box::pin(export_humanization(app, &ctx)).await,
+        Endpoint::ListJobs => Box::pin(list_jobs(app, &ctx, None)).await,
+        Endpoint::GetJob => Box::pin(get_job(app, &ctx)).await,
+        Endpoint::CancelJob => Box::pin(cancel_job(app, &ctx)).await,
         Endpoint::Healthz
         | Endpoint::Readyz
         | Endpoint::Metrics
@@ -233,10 +242,10 @@ fn idempotency_key(
     }))
 }
 
-fn stored(status: StatusCode, value: &Value, location: Option<String>) -> StoredResponse {
+fn stored(status: StatusCode, value: &impl Serialize, location: Option<String>) -> StoredResponse {
     StoredResponse {
         status: status.as_u16(),
-        body: value.to_string(),
+        body: serde_json::to_string(value).unwrap_or_else(|_| "null".into()),
         location,
     }
 }
@@ -661,7 +670,7 @@ async fn list_jobs(
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &views::list(rows, page.limit, views::job),
+        &views::list(rows, page.limit, views::job_value),
     ))
 }
 
@@ -676,7 +685,7 @@ async fn cancel(
 ) -> Result<(Cancel, Option<tokio::sync::watch::Receiver<bool>>), crate::service::ServiceError> {
     let outcome = jobs::cancel(&app.store, ctx.org_id(), id, kind).await?;
     let done = match outcome {
-        Cancel::Canceled => {
+        Cancel::Canceled(_) => {
             app.runner.notify_ended();
             None
         }
@@ -688,7 +697,8 @@ async fn cancel(
 async fn cancel_humanization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let id = route_id(ctx)?;
     let job = match cancel(app, ctx, &id, Some(HUMANIZATION)).await? {
-        (Cancel::Canceled, _) => load_job(app, ctx.org_id(), &id, Some(HUMANIZATION)).await?,
+        // The cancel's own transaction read the job back: no second read.
+        (Cancel::Canceled(job), _) => *job,
         // Bounded: the task notices its token between stages, or abandons an engine step at
         // once, so it normally stops within milliseconds (on another node: within a
         // notification's delivery, a heartbeat at worst).

@@ -235,6 +235,23 @@ async fn dispatch(
     if app.shutdown.is_cancelled() {
         return Err((ApiError::Unavailable("The server is shutting down."), None));
     }
+    // Boxed, as the handlers are (handlers::authenticated): a future passed by value is copied
+    // whole at each layer it passes through.
+    let request = Box::pin(keyed(app, req, route, endpoint, path));
+    match endpoint.class() {
+        CostClass::Read => app.store.reads_together(request).await,
+        CostClass::Write => request.await,
+    }
+}
+
+/// A request that needs a key: its key, rate limit, scope, quota and handler.
+async fn keyed(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    route: Route,
+    endpoint: Endpoint,
+    path: &str,
+) -> Dispatched {
     let key = authenticate(app, req.headers())
         .await
         .map_err(|e| (e, None))?;
@@ -262,18 +279,21 @@ async fn dispatch(
         .then(|| jobs::write_charge(&key.org_id, app.config.daily_write_quota));
     let handled = match charge {
         Some(charge) if app.store.counts_in_writes() => {
-            let (handled, owed) =
-                charge::owing(charge, authorized(app, endpoint, key, route, path, req)).await;
+            let (handled, owed) = charge::owing(
+                charge,
+                Box::pin(authorized(app, endpoint, key, route, path, req)),
+            )
+            .await;
             match owed {
                 Some(owed) => count_write(app, &owed).await.and(handled),
                 None => handled,
             }
         }
         Some(charge) => match count_write(app, &charge).await {
-            Ok(()) => authorized(app, endpoint, key, route, path, req).await,
+            Ok(()) => Box::pin(authorized(app, endpoint, key, route, path, req)).await,
             Err(e) => Err(e),
         },
-        None => authorized(app, endpoint, key, route, path, req).await,
+        None => Box::pin(authorized(app, endpoint, key, route, path, req)).await,
     };
     handled.map(|r| (r, limit)).map_err(|e| (e, limit))
 }

@@ -1,5 +1,7 @@
 //! The JSON shapes of resources, as the API renders them.
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::service::ServiceError;
@@ -11,31 +13,55 @@ fn parsed(text: Option<&str>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The job envelope shared by every job kind (SPEC §6, §9).
-pub fn job(job: &JobRow) -> Value {
-    let finished_if = |status: Status| {
-        if job.status == status {
-            json!(job.finished_at)
-        } else {
-            Value::Null
-        }
-    };
-    json!({
-        "id": job.id,
-        "object": job.kind,
-        "status": job.status.name(),
-        "stage": if job.status == Status::Running { json!(job.stage) } else { Value::Null },
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "completed_at": finished_if(Status::Completed),
-        "failed_at": finished_if(Status::Failed),
-        "canceled_at": finished_if(Status::Canceled),
-        "credit_cost": job.credit_cost,
-        "inputs": parsed(Some(&job.inputs)),
-        "error": if job.status == Status::Failed { parsed(job.error.as_deref()) } else { Value::Null },
-        "results": if job.status == Status::Completed { parsed(job.results.as_deref()) } else { Value::Null },
-        "parental": if job.status == Status::Completed { parsed(job.parental.as_deref()) } else { Value::Null },
-    })
+/// Stored JSON text as it is, or `null` if it is missing or not JSON: written into the
+/// response without being parsed into a tree and rendered again.
+fn raw(text: Option<&str>) -> Option<&RawValue> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+/// The job envelope shared by every job kind (SPEC §6, §9), serialized straight from the row.
+#[derive(Serialize)]
+pub struct Job<'a> {
+    id: &'a str,
+    object: &'a str,
+    status: &'static str,
+    stage: Option<&'a str>,
+    created_at: &'a str,
+    started_at: Option<&'a str>,
+    completed_at: Option<&'a str>,
+    failed_at: Option<&'a str>,
+    canceled_at: Option<&'a str>,
+    credit_cost: i64,
+    inputs: Option<&'a RawValue>,
+    error: Option<&'a RawValue>,
+    results: Option<&'a RawValue>,
+    parental: Option<&'a RawValue>,
+}
+
+pub fn job<'a>(job: &'a JobRow) -> Job<'a> {
+    // A field that applies in one status only is `null` in every other.
+    let only = |status: Status, text: Option<&'a str>| text.filter(|_| job.status == status);
+    Job {
+        id: &job.id,
+        object: &job.kind,
+        status: job.status.name(),
+        stage: only(Status::Running, job.stage.as_deref()),
+        created_at: &job.created_at,
+        started_at: job.started_at.as_deref(),
+        completed_at: only(Status::Completed, job.finished_at.as_deref()),
+        failed_at: only(Status::Failed, job.finished_at.as_deref()),
+        canceled_at: only(Status::Canceled, job.finished_at.as_deref()),
+        credit_cost: job.credit_cost,
+        inputs: raw(Some(&job.inputs)),
+        error: raw(only(Status::Failed, job.error.as_deref())),
+        results: raw(only(Status::Completed, job.results.as_deref())),
+        parental: raw(only(Status::Completed, job.parental.as_deref())),
+    }
+}
+
+/// [`job`] as a JSON tree, for a list of jobs.
+pub fn job_value(row: &JobRow) -> Value {
+    serde_json::to_value(job(row)).unwrap_or(Value::Null)
 }
 
 pub fn variant(v: &VariantRow) -> Value {

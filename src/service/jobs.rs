@@ -12,10 +12,10 @@ use crate::store::charge::WriteCharge;
 use crate::store::{CancelDecision, JobRow, Store};
 
 /// What a cancel did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Cancel {
-    /// The job was pending: it is canceled and refunded.
-    Canceled,
+    /// The job was pending: it is canceled and refunded; the job as it now stands.
+    Canceled(Box<JobRow>),
     /// The job is running: the request is stored, and the node running it stops it (and
     /// refunds it) within a heartbeat at worst.
     Requested,
@@ -34,7 +34,7 @@ pub async fn cancel(
         .await?
     {
         CancelDecision::NotFound => Err(ServiceError::NotFound),
-        CancelDecision::Canceled => Ok(Cancel::Canceled),
+        CancelDecision::Canceled(job) => Ok(Cancel::Canceled(job)),
         CancelDecision::Requested => Ok(Cancel::Requested),
         CancelDecision::Unavailable(stage) => Err(ServiceError::CancelUnavailable(stage)),
         CancelDecision::AlreadyTerminal(status) => Err(ServiceError::AlreadyTerminal(status)),

@@ -226,6 +226,15 @@ impl Store {
 
     // ---- requests: quota, settings, idempotency ----
 
+    /// Runs one read request: on SQLite its key's lookup and the row it asks for share one
+    /// read transaction (one WAL read lock, one snapshot); on PostgreSQL each read is its own.
+    pub async fn reads_together<T>(&self, fut: impl Future<Output = T>) -> T {
+        match self {
+            Store::Sqlite(b) => b.reads_together(fut).await,
+            Store::Postgres(_) => fut.await,
+        }
+    }
+
     /// Whether the backend's writes count the request's owed quota charge in their own
     /// transaction ([`charge`]); otherwise the caller counts each write request first.
     pub fn counts_in_writes(&self) -> bool {

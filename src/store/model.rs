@@ -170,8 +170,8 @@ pub enum StageWrite {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CancelDecision {
     NotFound,
-    /// It was pending: now canceled and refunded.
-    Canceled,
+    /// It was pending: now canceled and refunded; the job as it now stands.
+    Canceled(Box<JobRow>),
     /// It is running: the request is stored on the row (and announced to every node); the
     /// node holding it stops it.
     Requested,

@@ -409,6 +409,12 @@ fn a_pending_job_is_canceled_at_once_refunded_once_and_stays_canceled() {
     assert_eq!(r.json["status"], "canceled");
     assert!(r.json["canceled_at"].is_string());
     assert!(r.json["results"].is_null() && r.json["completed_at"].is_null());
+    // The cancel answers with the job exactly as stored (its own transaction read it back).
+    assert_eq!(
+        r.json,
+        s.get(&format!("/v1/humanizations/{id}")).json,
+        "the cancel's answer is the job as a GET reads it"
+    );
     assert_eq!(s.balance(), 100);
     let entries = ledger_for(&s, &id);
     assert_eq!(

@@ -1122,14 +1122,17 @@ impl Postgres {
         let stage: Option<String> = row.get(1);
         let decision = match status {
             Status::Pending => {
-                tx.execute(
-                    "UPDATE jobs SET status = 'canceled', stage = NULL, finished_at = now() \
-                     WHERE id = $1",
-                    &[&id],
-                )
-                .await?;
+                let canceled = tx
+                    .query_one(
+                        &format!(
+                            "UPDATE jobs SET status = 'canceled', stage = NULL, finished_at = now() \
+                             WHERE id = $1 RETURNING {JOB_COLUMNS}"
+                        ),
+                        &[&id],
+                    )
+                    .await?;
                 refund(&tx, org_id, id, row.get(2)).await?;
-                CancelDecision::Canceled
+                CancelDecision::Canceled(Box::new(job(&canceled)))
             }
             Status::Running if stage.as_deref() == Some(refusing_stage) => {
                 CancelDecision::Unavailable(refusing_stage.to_string())

@@ -10,12 +10,14 @@
 //! `BEGIN IMMEDIATE` takes the write lock before any read, so a read-then-write can never be
 //! upgraded into a deadlock.
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use r2d2::PooledConnection;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
@@ -120,6 +122,39 @@ enum Savepoint {
 pub struct WriterStats {
     pub groups: AtomicU64,
     pub writes: AtomicU64,
+}
+
+tokio::task_local! {
+    /// The read transaction a request's first two point reads share ([`Db::reads_together`]).
+    static SHARED: RefCell<Shared>;
+}
+
+/// Where a request's shared read transaction stands (one per request, in its task-local).
+#[allow(clippy::large_enum_variant)]
+enum Shared {
+    /// No point read yet: the first opens the transaction and keeps it for the second.
+    Unopened,
+    /// The first point read's connection, its read transaction still open.
+    Open(Held),
+    /// Over: every later read takes its own.
+    Closed,
+}
+
+/// A pooled reader inside an open read transaction, ended when it is dropped (before the
+/// connection goes back to the pool).
+struct Held(PooledConnection<SqliteConnectionManager>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.execute_batch("COMMIT");
+    }
+}
+
+/// Ends this request's shared read transaction, if it has one open: before any read that is
+/// not a point read (so a request never holds two pooled readers) and before any write (so
+/// nothing it reads afterwards comes from a snapshot older than its own write).
+fn close_shared() {
+    let _ = SHARED.try_with(|s| s.replace(Shared::Closed));
 }
 
 pub struct Db {
@@ -321,6 +356,15 @@ impl Db {
             .map_err(|_| E::from(StoreError::Task("the writer thread stopped".into())))?
     }
 
+    /// Runs `fut` (one request) with its first two point reads ([`Db::read_point`]) in one
+    /// read transaction: typically its key's lookup and the one row it asks for, which then
+    /// take the WAL's read lock once instead of twice and see one snapshot. The transaction
+    /// ends at the second point read, before any other read or write, or when `fut` ends,
+    /// whichever comes first — so it never spans a wait: a long poll reads its job first.
+    pub async fn reads_together<T>(&self, fut: impl Future<Output = T>) -> T {
+        SHARED.scope(RefCell::new(Shared::Unopened), fut).await
+    }
+
     /// Runs `f` on a pooled read-only connection. Blocking.
     pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
     where
@@ -338,6 +382,7 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        close_shared();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.enqueue(f, move |r| {
             let _ = tx.send(r);
@@ -368,6 +413,7 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        close_shared();
         let db = Arc::clone(self);
         tokio::task::spawn_blocking(move || db.read(f))
             .await
@@ -377,13 +423,30 @@ impl Db {
     /// A point read — one row by its key, a few microseconds, and under WAL a reader never
     /// waits for the writer — run right here on the calling (async) thread when a pooled
     /// reader is free at once, saving the blocking-pool hand-off; otherwise on the blocking
-    /// pool as [`Db::read_async`]. Only for reads that are short by construction.
+    /// pool as [`Db::read_async`]. Only for reads that are short by construction. Within
+    /// [`Db::reads_together`], the first two share one read transaction.
     pub async fn read_point<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
     where
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        match SHARED.try_with(|s| s.replace(Shared::Closed)) {
+            Ok(Shared::Open(held)) => return f(&held.0),
+            Ok(Shared::Unopened) => {
+                if let Some(conn) = self.readers.try_get()
+                    && conn.execute_batch("BEGIN").is_ok()
+                {
+                    let held = Held(conn);
+                    let out = f(&held.0);
+                    if out.is_ok() {
+                        let _ = SHARED.try_with(|s| s.replace(Shared::Open(held)));
+                    }
+                    return out;
+                }
+            }
+            Ok(Shared::Closed) | Err(_) => {}
+        }
         match self.readers.try_get() {
             Some(conn) => f(&conn),
             None => self.read_async(f).await,
@@ -560,6 +623,81 @@ mod tests {
                 .map_err(StoreError::from)
         })
         .expect("a later write");
+    }
+
+    /// The rows of `t`, by a point read.
+    async fn rows(db: &Arc<Db>) -> Vec<i64> {
+        db.read_point(|c| {
+            let mut s = c.prepare("SELECT n FROM t ORDER BY n")?;
+            let rows = s.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            Ok::<_, StoreError>(rows)
+        })
+        .await
+        .expect("rows")
+    }
+
+    async fn insert(db: &Arc<Db>, n: i64) {
+        db.write_async(move |c| {
+            c.execute("INSERT INTO t VALUES (?1)", [n])
+                .map_err(StoreError::from)
+        })
+        .await
+        .expect("insert");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_requests_first_two_point_reads_share_one_snapshot_and_no_more() {
+        let (_dir, db) = table_db();
+        insert(&db, 1).await;
+        let other = Arc::clone(&db);
+        db.reads_together(async {
+            assert_eq!(rows(&db).await, vec![1]);
+            // Committed by someone else between the two reads: the second read still sees
+            // the first one's snapshot...
+            let committed = tokio::spawn(async move { insert(&other, 2).await });
+            committed.await.expect("insert task");
+            assert_eq!(
+                rows(&db).await,
+                vec![1],
+                "the second read shares the first's snapshot"
+            );
+            // ...and the transaction ended with it: the third read is a new one.
+            assert_eq!(rows(&db).await, vec![1, 2]);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_or_a_pooled_read_ends_the_shared_read_first() {
+        let (_dir, db) = table_db();
+        db.reads_together(async {
+            assert_eq!(rows(&db).await, Vec::<i64>::new());
+            // This request's own write: what it reads next must include it.
+            insert(&db, 1).await;
+            assert_eq!(rows(&db).await, vec![1]);
+        })
+        .await;
+        // With one pooled reader, a read on the blocking pool after the first point read
+        // must not wait for the reader the shared transaction holds.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path().join("one.db"), 1).expect("open");
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+                .map_err(StoreError::from)
+        })
+        .expect("table");
+        let read = db.reads_together(async {
+            let _ = rows(&db).await;
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                db.read_async(|c| {
+                    c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                        .map_err(StoreError::from)
+                }),
+            )
+            .await
+        });
+        assert_eq!(read.await.expect("not starved").expect("count"), 0);
     }
 
     #[test]

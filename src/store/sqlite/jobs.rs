@@ -195,12 +195,12 @@ pub fn finish_unsuccessfully(
 }
 
 /// Cancels a job only if it is still pending (a runner may have just claimed it).
-pub fn cancel_if_pending(tx: &Connection, id: &str) -> rusqlite::Result<bool> {
+pub fn cancel_if_pending(tx: &Connection, id: &str, at: &str) -> rusqlite::Result<bool> {
     Ok(exec(
         tx,
         "UPDATE jobs SET status = 'canceled', stage = NULL, finished_at = ?2 \
          WHERE id = ?1 AND status = 'pending'",
-        params![id, now()],
+        params![id, at],
     )? == 1)
 }
 

@@ -81,6 +81,12 @@ impl Sqlite {
         }
     }
 
+    /// Runs one request's future with its first two point reads in one read transaction
+    /// ([`Db::reads_together`]).
+    pub async fn reads_together<T>(&self, fut: impl Future<Output = T>) -> T {
+        self.db.reads_together(fut).await
+    }
+
     /// Whether this backend counts a request's quota charge in the transaction of its first
     /// write ([`Sqlite::counted`]).
     pub fn counts_in_writes(&self) -> bool {
@@ -465,15 +471,20 @@ impl Sqlite {
             refusing_stage.to_string(),
         );
         self.write(move |tx| {
-            let Some(job) = jobs::get(tx, &org_id, &id, kind.as_deref())? else {
+            let Some(mut job) = jobs::get(tx, &org_id, &id, kind.as_deref())? else {
                 return Ok(CancelDecision::NotFound);
             };
             Ok(match job.status {
+                // Read as pending in this same transaction, so the update below takes it.
                 Status::Pending => {
-                    if jobs::cancel_if_pending(tx, &job.id)? {
+                    let at = now();
+                    if jobs::cancel_if_pending(tx, &job.id, &at)? {
                         accounts::refund(tx, &job.org_id, &job.id, job.credit_cost)?;
                     }
-                    CancelDecision::Canceled
+                    job.status = Status::Canceled;
+                    job.stage = None;
+                    job.finished_at = Some(at);
+                    CancelDecision::Canceled(Box::new(job))
                 }
                 Status::Running => {
                     if jobs::request_cancel(tx, &job.id, &refusing)? {
