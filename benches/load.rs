@@ -109,14 +109,27 @@ struct Raw {
     debit_insert: f64,
 }
 
-impl Raw {
-    /// The ceilings a write route's row is measured against, issue 12's first.
-    fn against(self) -> [(&'static str, f64); 2] {
-        [
-            ("debit + insert", self.debit_insert),
-            ("insert", self.insert),
-        ]
+/// Issue 12's raw transaction again, on the raw ceiling's database (its tables made by
+/// [`raw_sqlite`]), for a write phase to be measured beside: transactions per second.
+fn raw_debit_insert_now(dir: &std::path::Path) -> f64 {
+    const N: usize = 10_000;
+    let conn = rusqlite::Connection::open(dir.join("raw.db")).expect("open");
+    conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .expect("pragma");
+    let started = Instant::now();
+    for _ in 0..N {
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        conn.execute("UPDATE o SET credits = credits - 1 WHERE id = 'org'", [])
+            .expect("debit");
+        conn.execute(
+            "INSERT INTO t VALUES (?1, 'org', 'pending', '{\"variant_id\":\"x\"}', ?2)",
+            [new_id(), now()],
+        )
+        .expect("insert");
+        conn.execute_batch("COMMIT").expect("commit");
     }
+    N as f64 / started.elapsed().as_secs_f64()
 }
 
 fn raw_sqlite(dir: &std::path::Path) -> Raw {
@@ -706,9 +719,8 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
     let variant_id = create_variant(&mut c, &server.key);
     println!("| route | connections | requests | req/s | p50 | p99 | vs ceiling |");
     println!("|---|---|---|---|---|---|---|");
-    let mut trivial_rates = Vec::new();
-    for conns in LEVELS {
-        let p = drive(
+    let trivial_phase = |conns: usize| {
+        drive(
             &trivial_addr,
             &server.key,
             conns,
@@ -719,26 +731,50 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
                 body: String::new(),
                 expect: 200,
             }),
-        );
+        )
+    };
+    let mut trivial_rates = Vec::new();
+    for conns in LEVELS {
+        let p = trivial_phase(conns);
         row("trivial hyper route `GET /`", conns, &p, &[]);
         trivial_rates.push(p.rate());
     }
-    let _ = trivial.kill();
-    let _ = trivial.wait();
+    // Each write phase is measured between two runs of issue 12's raw transaction, and
+    // compared with their mean too (the first ceiling table's figures drift with the machine).
+    let beside = |label: &str, conns: usize, run: &dyn Fn() -> Phase| {
+        let before = raw_debit_insert_now(dir);
+        let p = run();
+        let after = raw_debit_insert_now(dir);
+        row(
+            &format!("{label} (raw transaction just before / after: {before:.0} / {after:.0} /s)"),
+            conns,
+            &p,
+            &[
+                ("debit + insert beside it", (before + after) / 2.0),
+                ("the first debit + insert", raw.debit_insert),
+            ],
+        );
+        p
+    };
     let mut pending = Vec::new();
     for conns in LEVELS {
-        let p = drive(
-            &server.addr,
-            &server.key,
-            conns,
-            total_for(conns),
-            submit_request(&variant_id),
-        );
-        row("`POST /v1/humanizations`", conns, &p, &raw.against());
+        let p = beside("`POST /v1/humanizations`", conns, &|| {
+            drive(
+                &server.addr,
+                &server.key,
+                conns,
+                total_for(conns),
+                submit_request(&variant_id),
+            )
+        });
         pending.extend(p.ids);
     }
+    // Each GET phase is measured between two phases of the trivial route at the same
+    // concurrency and compared with their mean: this machine's speed drifts by tens of per
+    // cent within a minute, and the ratio should not depend on when each side ran.
     let target = format!("/v1/humanizations/{}", pending[0]);
-    for (conns, ceiling) in LEVELS.into_iter().zip(&trivial_rates) {
+    for conns in LEVELS {
+        let before = trivial_phase(conns).rate();
         let p = drive(
             &server.addr,
             &server.key,
@@ -746,31 +782,36 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
             reads_for(conns),
             get_request(&target),
         );
+        let after = trivial_phase(conns).rate();
         row(
-            "`GET /v1/humanizations/{id}`",
+            &format!(
+                "`GET /v1/humanizations/{{id}}` (trivial route just before / after: {before:.0} / {after:.0} /s)"
+            ),
             conns,
             &p,
-            &[("trivial route", *ceiling)],
+            &[("trivial route beside it", (before + after) / 2.0)],
         );
     }
+    let _ = trivial.kill();
+    let _ = trivial.wait();
     let pending = Arc::new(pending);
     let mut offset = 0;
     for conns in LEVELS {
         let total = total_for(conns).min(pending.len() - offset);
-        let p = drive(
-            &server.addr,
-            &server.key,
-            conns,
-            total,
-            cancel_request(pending.clone(), offset),
-        );
-        offset += total;
-        row(
+        beside(
             "`POST /v1/humanizations/{id}/cancel` (pending)",
             conns,
-            &p,
-            &raw.against(),
+            &|| {
+                drive(
+                    &server.addr,
+                    &server.key,
+                    conns,
+                    total,
+                    cancel_request(pending.clone(), offset),
+                )
+            },
         );
+        offset += total;
     }
     trivial_rates[1]
 }
@@ -784,10 +825,11 @@ fn proc_status(pid: u32, key: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The engine alone on the drain's job, one thread, in this process: what the pipeline runs
-/// per job (the variant, the parental report, each strategy, the ranking), then the same plus
-/// encoding the results and parental report as the job stores them.
-fn engine_alone() {
+/// The engine alone on the drain's job, in this process, on `threads` threads at once (`N`
+/// jobs each): what the pipeline runs per job (the variant, the parental report, each
+/// strategy, the ranking), optionally plus encoding the results and parental report as the
+/// job stores them. Jobs per second, all threads together.
+fn engine_rate(threads: usize, encode: bool) -> f64 {
     use veneer::engine::humanize::{Humanizer, Strategy, StrategySpec, Variant, rank_designs};
     use veneer::engine::humanness::OasisSet;
     const N: u32 = 100;
@@ -804,25 +846,42 @@ fn engine_alone() {
             })
             .collect();
         rank_designs(&mut results);
-        (parental, results)
+        if encode {
+            let encoded = serde_json::to_string(&results).expect("json").len()
+                + serde_json::to_string(&parental).expect("json").len();
+            std::hint::black_box(encoded);
+        } else {
+            std::hint::black_box((parental, results));
+        }
     };
     job();
     let started = Instant::now();
-    for _ in 0..N {
-        std::hint::black_box(job());
-    }
-    let engine = N as f64 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    for _ in 0..N {
-        let (parental, results) = job();
-        let encoded = serde_json::to_string(&results).expect("json").len()
-            + serde_json::to_string(&parental).expect("json").len();
-        std::hint::black_box(encoded);
-    }
-    let encoded = N as f64 / started.elapsed().as_secs_f64();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..N {
+                    job();
+                }
+            });
+        }
+    });
+    (threads as u32 * N) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The engine alone, one thread and two: the ceilings of `--workers 1` and `2`.
+fn engine_alone() {
+    let one = engine_rate(1, false);
+    let encoded = engine_rate(1, true);
     println!(
-        "| the engine alone on the same job, one thread, no database ({N} jobs) | — | {engine:.1} jobs/s ({:.1} ms each); {encoded:.1} jobs/s with the results encoded as stored |",
-        1000.0 / engine
+        "| the engine alone on the same job, one thread, no database (100 jobs) | — | {one:.1} jobs/s ({:.1} ms each); {encoded:.1} jobs/s with the results encoded as stored |",
+        1000.0 / one
+    );
+    // Two threads at once: what this machine's two cores give two workers (shared caches and
+    // memory bandwidth included).
+    let two = engine_rate(2, false);
+    println!(
+        "| the engine alone, two threads at once (200 jobs) | — | {two:.1} jobs/s ({:.2}× one thread) |",
+        two / one
     );
 }
 
@@ -894,9 +953,14 @@ fn drain(dir: &std::path::Path, workers: usize) {
             |r| r.get(0),
         )
         .expect("count");
+    drop(server);
+    // The engine alone on as many threads right after, the server stopped: this machine's
+    // speed drifts within a minute, so the drain is compared with a ceiling taken beside it.
+    let engine = engine_rate(workers, true);
+    let rate = done as f64 / busy;
     println!(
-        "| --workers {workers} | {done} of {JOBS} completed | {:.1} jobs/s (first claim → none open {busy:.2} s; {:.2} s from `queue resume` incl. the paused runner's poll) |",
-        done as f64 / busy,
+        "| --workers {workers} | {done} of {JOBS} completed | {rate:.1} jobs/s, {:.1} % of the engine alone on {workers} thread(s) just after ({engine:.1} jobs/s, results encoded) (first claim → none open {busy:.2} s; {:.2} s from `queue resume` incl. the paused runner's poll) |",
+        100.0 * rate / engine,
         wall.as_secs_f64()
     );
 }
