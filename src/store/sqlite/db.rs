@@ -146,7 +146,7 @@ struct Held(PooledConnection<SqliteConnectionManager>);
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let _ = self.0.execute_batch("COMMIT");
+        let _ = exec(&self.0, "COMMIT", []);
     }
 }
 
@@ -435,7 +435,7 @@ impl Db {
             Ok(Shared::Open(held)) => return f(&held.0),
             Ok(Shared::Unopened) => {
                 if let Some(conn) = self.readers.try_get()
-                    && conn.execute_batch("BEGIN").is_ok()
+                    && exec(&conn, "BEGIN", []).is_ok()
                 {
                     let held = Held(conn);
                     let out = f(&held.0);
