@@ -109,19 +109,16 @@ struct Raw {
     debit_insert: f64,
 }
 
-/// Issue 12's raw transaction again, on the raw ceiling's database (its tables made by
-/// [`raw_sqlite`]), for a write phase to be measured beside: transactions per second.
-fn raw_debit_insert_now(dir: &std::path::Path) -> f64 {
-    const N: usize = 10_000;
-    let conn = rusqlite::Connection::open(dir.join("raw.db")).expect("open");
-    conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .expect("pragma");
+/// `n` raw transactions on the raw ceiling's tables, each of a one-row debit (or not) and a
+/// one-row insert: transactions per second.
+fn raw_transactions(conn: &rusqlite::Connection, n: usize, debit: bool) -> f64 {
     let started = Instant::now();
-    for _ in 0..N {
+    for _ in 0..n {
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        conn.execute("UPDATE o SET credits = credits - 1 WHERE id = 'org'", [])
-            .expect("debit");
+        if debit {
+            conn.execute("UPDATE o SET credits = credits - 1 WHERE id = 'org'", [])
+                .expect("debit");
+        }
         conn.execute(
             "INSERT INTO t VALUES (?1, 'org', 'pending', '{\"variant_id\":\"x\"}', ?2)",
             [new_id(), now()],
@@ -129,7 +126,17 @@ fn raw_debit_insert_now(dir: &std::path::Path) -> f64 {
         .expect("insert");
         conn.execute_batch("COMMIT").expect("commit");
     }
-    N as f64 / started.elapsed().as_secs_f64()
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Issue 12's raw transaction again, on the raw ceiling's database (its tables made by
+/// [`raw_sqlite`]), for a write phase to be measured beside: transactions per second.
+fn raw_debit_insert_now(dir: &std::path::Path) -> f64 {
+    let conn = rusqlite::Connection::open(dir.join("raw.db")).expect("open");
+    conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .expect("pragma");
+    raw_transactions(&conn, 10_000, true)
 }
 
 fn raw_sqlite(dir: &std::path::Path) -> Raw {
@@ -146,32 +153,14 @@ fn raw_sqlite(dir: &std::path::Path) -> Raw {
          inputs TEXT NOT NULL, created_at TEXT NOT NULL)",
     )
     .expect("table");
-    // N transactions, each of `debit` (or not) and one insert: transactions per second.
-    let per_second = |debit: bool| {
-        let started = Instant::now();
-        for _ in 0..N {
-            conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-            if debit {
-                conn.execute("UPDATE o SET credits = credits - 1 WHERE id = 'org'", [])
-                    .expect("debit");
-            }
-            conn.execute(
-                "INSERT INTO t VALUES (?1, 'org', 'pending', '{\"variant_id\":\"x\"}', ?2)",
-                [new_id(), now()],
-            )
-            .expect("insert");
-            conn.execute_batch("COMMIT").expect("commit");
-        }
-        N as f64 / started.elapsed().as_secs_f64()
-    };
-    let insert = per_second(false);
+    let insert = raw_transactions(&conn, N, false);
     // Issue 12's baseline: each transaction debits one row and inserts one.
     conn.execute_batch(
         "CREATE TABLE o (id TEXT PRIMARY KEY, credits INTEGER NOT NULL); \
          INSERT INTO o VALUES ('org', 1000000000)",
     )
     .expect("table");
-    let debit_insert = per_second(true);
+    let debit_insert = raw_transactions(&conn, N, true);
     let raw = Raw {
         insert,
         debit_insert,

@@ -547,8 +547,13 @@ mod tests {
 
     /// A fresh database with one table `t (n INTEGER PRIMARY KEY)`.
     fn table_db() -> (tempfile::TempDir, Arc<Db>) {
+        table_db_with(1)
+    }
+
+    /// [`table_db`] with a pool of `readers` read connections.
+    fn table_db_with(readers: u32) -> (tempfile::TempDir, Arc<Db>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::open(dir.path().join("t.db"), 1).expect("open");
+        let db = Db::open(dir.path().join("t.db"), readers).expect("open");
         db.write(|c| {
             c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
                 .map_err(StoreError::from)
@@ -679,13 +684,7 @@ mod tests {
         .await;
         // With one pooled reader, a read on the blocking pool after the first point read
         // must not wait for the reader the shared transaction holds.
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = Db::open(dir.path().join("one.db"), 1).expect("open");
-        db.write(|c| {
-            c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-                .map_err(StoreError::from)
-        })
-        .expect("table");
+        let (_dir, db) = table_db_with(1);
         let read = db.reads_together(async {
             let _ = rows(&db).await;
             tokio::time::timeout(
