@@ -288,13 +288,13 @@ async fn get_organization(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, Api
 
 async fn list_ledger(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let page = page(ctx)?;
-    let rows = app
+    let mut rows = app
         .store
         .ledger_page(ctx.org_id(), page.starting_after.as_deref(), page.limit + 1)
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &views::list(rows, page.limit, views::ledger_entry),
+        &views::list(&mut rows, page.limit, views::ledger_entry),
     ))
 }
 
@@ -372,13 +372,13 @@ async fn get_variant(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError
 
 async fn list_variants(app: &Arc<App>, ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let page = page(ctx)?;
-    let rows = app
+    let mut rows = app
         .store
         .page_variants(ctx.org_id(), page.starting_after.as_deref(), page.limit + 1)
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &views::list(rows, page.limit, views::variant),
+        &views::list(&mut rows, page.limit, views::variant),
     ))
 }
 
@@ -658,7 +658,7 @@ async fn list_jobs(
             )));
         }
     };
-    let rows = app
+    let mut rows = app
         .store
         .page_jobs(
             ctx.org_id(),
@@ -670,7 +670,7 @@ async fn list_jobs(
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &views::list(rows, page.limit, views::job_value),
+        &views::list(&mut rows, page.limit, views::job),
     ))
 }
 

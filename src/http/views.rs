@@ -59,11 +59,6 @@ pub fn job<'a>(job: &'a JobRow) -> Job<'a> {
     }
 }
 
-/// [`job`] as a JSON tree, for a list of jobs.
-pub fn job_value(row: &JobRow) -> Value {
-    serde_json::to_value(job(row)).unwrap_or(Value::Null)
-}
-
 pub fn variant(v: &VariantRow) -> Value {
     json!({
         "id": v.id,
@@ -100,15 +95,30 @@ pub fn ledger_entry(e: &LedgerEntry) -> Value {
     })
 }
 
-/// A page of a list: `limit + 1` rows were fetched so `has_more` needs no second query.
-pub fn list<T>(mut rows: Vec<T>, limit: usize, render: impl Fn(&T) -> Value) -> Value {
+/// A page of a list, serialized as `{"object": "list", "data": […], "has_more": …}`.
+#[derive(Serialize)]
+pub struct List<R> {
+    object: &'static str,
+    data: Vec<R>,
+    has_more: bool,
+}
+
+/// A page of a list: `limit + 1` rows were fetched so `has_more` needs no second query. Each
+/// row is rendered by `render`, which may borrow from it (a job's stored JSON is written out
+/// as it is).
+pub fn list<'a, T, R: Serialize>(
+    rows: &'a mut Vec<T>,
+    limit: usize,
+    render: impl Fn(&'a T) -> R,
+) -> List<R> {
     let has_more = rows.len() > limit;
     rows.truncate(limit);
-    json!({
-        "object": "list",
-        "data": rows.iter().map(render).collect::<Vec<_>>(),
-        "has_more": has_more,
-    })
+    let rows: &'a Vec<T> = rows;
+    List {
+        object: "list",
+        data: rows.iter().map(render).collect(),
+        has_more,
+    }
 }
 
 /// What `POST /v1/variants/import` made of each record of the file, in file order.
