@@ -44,8 +44,8 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> HttpResponse {
 
 /// The JSON text of a response body. Serializing our own views cannot fail (string keys,
 /// finite numbers); if it ever did, the body would be `null` rather than a dropped request.
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec())
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
 /// The routes without an API key: health, readiness, metrics, the OpenAPI document.
@@ -245,7 +245,7 @@ fn idempotency_key(
 fn stored(status: StatusCode, value: &impl Serialize, location: Option<String>) -> StoredResponse {
     StoredResponse {
         status: status.as_u16(),
-        body: serde_json::to_string(value).unwrap_or_else(|_| "null".into()),
+        body: to_json(value),
         location,
     }
 }

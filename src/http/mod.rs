@@ -277,23 +277,21 @@ async fn keyed(
     // (store::charge), only a request that wrote nothing is counted here, afterwards.
     let charge = (endpoint.class() == CostClass::Write)
         .then(|| jobs::write_charge(&key.org_id, app.config.daily_write_quota));
+    // Boxed like the handlers; a future does nothing until awaited, so it is made once here.
+    let handler = Box::pin(authorized(app, endpoint, key, route, path, req));
     let handled = match charge {
         Some(charge) if app.store.counts_in_writes() => {
-            let (handled, owed) = charge::owing(
-                charge,
-                Box::pin(authorized(app, endpoint, key, route, path, req)),
-            )
-            .await;
+            let (handled, owed) = charge::owing(charge, handler).await;
             match owed {
                 Some(owed) => count_write(app, &owed).await.and(handled),
                 None => handled,
             }
         }
         Some(charge) => match count_write(app, &charge).await {
-            Ok(()) => Box::pin(authorized(app, endpoint, key, route, path, req)).await,
+            Ok(()) => handler.await,
             Err(e) => Err(e),
         },
-        None => Box::pin(authorized(app, endpoint, key, route, path, req)).await,
+        None => handler.await,
     };
     handled.map(|r| (r, limit)).map_err(|e| (e, limit))
 }
