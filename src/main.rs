@@ -92,6 +92,8 @@ fn parse_strategies(s: &str) -> Result<Strategies, String> {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in the process, before any other thread or SQLite call.
+    unsafe { veneer::store::sqlite::db::without_memory_statistics() };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => veneer::cli::serve::run(&cli.db, args).map(|()| ExitCode::SUCCESS),

@@ -366,6 +366,32 @@ fn unknown_strategies_are_refused_before_any_work() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown strategy \"magic\""));
 }
 
+/// `serve --http-threads` takes 1 to 1024 threads; anything else is refused before the
+/// database is opened (no file is created), naming the flag.
+#[test]
+fn serve_refuses_an_api_thread_count_out_of_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("never.db");
+    for count in ["0", "1025", "many"] {
+        let output = veneer(
+            &[
+                "serve",
+                "--db",
+                &db.to_string_lossy(),
+                "--listen",
+                "127.0.0.1:0",
+                "--http-threads",
+                count,
+            ],
+            None,
+        );
+        assert_eq!(output.status.code(), Some(2), "--http-threads {count}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--http-threads"), "{stderr}");
+        assert!(!db.exists(), "--http-threads {count} opened the database");
+    }
+}
+
 /// `number` on hundreds of chains draws a progress bar when stderr is a terminal (here a
 /// pseudo-terminal from util-linux `script`) and writes nothing to a stderr that is a pipe.
 #[test]

@@ -28,6 +28,11 @@ pub struct ServeArgs {
     /// jobs, for a node in front of others that share its PostgreSQL database.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Threads serving the HTTP API (default: the number of cores). Each connection stays on
+    /// one of them from its first request to its last; jobs run on threads of their own
+    /// (`--workers`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub http_threads: Option<u16>,
     /// Comma-separated strategies every job runs (default: all the engine knows).
     #[arg(long, value_parser = parse_strategies)]
     pub strategies: Option<StrategyList>,
@@ -124,14 +129,65 @@ pub fn run(db: &str, args: ServeArgs) -> Result<(), String> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init()
         .map_err(|e| e.to_string())?;
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = args.workers.unwrap_or(cores);
+    let http_threads = args.http_threads.map_or(cores, usize::from);
+    // The runner, the accept loop and the database's background tasks; requests run on the
+    // API threads' runtimes (`lanes`).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(serve(db, args, workers))
+    let lanes = Lanes::start(http_threads)?;
+    let served = runtime.block_on(serve(db, args, workers, lanes.handles()));
+    // Only now: a lane also drives the database connections its requests opened (PostgreSQL),
+    // which the runner's last writes may still have used.
+    lanes.stop();
+    served
+}
+
+/// The API threads: one single-threaded runtime each, running until [`Lanes::stop`].
+struct Lanes {
+    handles: Vec<tokio::runtime::Handle>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: CancellationToken,
+}
+
+impl Lanes {
+    fn start(count: usize) -> Result<Lanes, String> {
+        let stop = CancellationToken::new();
+        let mut lanes = Lanes {
+            handles: Vec::with_capacity(count),
+            threads: Vec::with_capacity(count),
+            stop: stop.clone(),
+        };
+        for i in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start an API thread's runtime: {e}"))?;
+            lanes.handles.push(runtime.handle().clone());
+            let stop = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("veneer-http-{i}"))
+                .spawn(move || runtime.block_on(stop.cancelled()))
+                .map_err(|e| format!("cannot start an API thread: {e}"))?;
+            lanes.threads.push(thread);
+        }
+        Ok(lanes)
+    }
+
+    fn handles(&self) -> Vec<tokio::runtime::Handle> {
+        self.handles.clone()
+    }
+
+    fn stop(self) {
+        self.stop.cancel();
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A database named for a message: a file's path as given, a URL without its password.
@@ -139,7 +195,12 @@ pub fn display_db(db: &str) -> String {
     crate::store::postgres::redact(db)
 }
 
-async fn serve(db: &str, args: ServeArgs, workers: usize) -> Result<(), String> {
+async fn serve(
+    db: &str,
+    args: ServeArgs,
+    workers: usize,
+    lanes: Vec<tokio::runtime::Handle>,
+) -> Result<(), String> {
     let store = Store::open(db, (workers as u32 * 2).max(8))
         .await
         .map_err(|e| format!("cannot open {}: {e}", display_db(db)))?;
@@ -232,7 +293,12 @@ async fn serve(db: &str, args: ServeArgs, workers: usize) -> Result<(), String> 
         shutdown: shutdown.clone(),
     });
     let runner_task = tokio::spawn(Arc::clone(&runner).run());
-    let server = tokio::spawn(http::serve(Arc::clone(&app), listener, shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        Arc::clone(&app),
+        listener,
+        lanes,
+        shutdown.clone(),
+    ));
     signals.await;
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     shutdown.cancel();

@@ -175,19 +175,17 @@ where
 {
     let own = savepoint == Savepoint::Own;
     if own {
-        conn.prepare_cached("SAVEPOINT write")
-            .and_then(|mut s| s.execute([]))
-            .map_err(|e| E::from(e.into()))?;
+        exec(conn, "SAVEPOINT write", []).map_err(|e| E::from(e.into()))?;
     }
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
         .unwrap_or_else(|_| Err(E::from(StoreError::Task("a write panicked".into()))));
     if own {
-        let end = if result.is_ok() {
-            "RELEASE write"
+        let ended = if result.is_ok() {
+            exec(conn, "RELEASE write", [])
         } else {
-            "ROLLBACK TO write; RELEASE write"
+            exec(conn, "ROLLBACK TO write", []).and_then(|_| exec(conn, "RELEASE write", []))
         };
-        conn.execute_batch(end).map_err(|e| E::from(e.into()))?;
+        ended.map_err(|e| E::from(e.into()))?;
     }
     result
 }
@@ -260,6 +258,24 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterS
             f(&conn);
         }
     }
+}
+
+/// Turns off SQLite's memory statistics for the process: with them on, every allocation
+/// SQLite makes (a savepoint's sub-journal takes several per page it keeps) takes and releases
+/// one process-wide mutex, which the writer and the readers then contend for. Nothing in
+/// veneer reads those statistics. Once SQLite has initialized this changes nothing.
+///
+/// # Safety
+///
+/// `sqlite3_config` must not run while another thread calls into SQLite: call this first
+/// thing in `main`, before any other thread exists.
+pub unsafe fn without_memory_statistics() {
+    // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; the caller guarantees no other thread
+    // is in SQLite. After initialization it returns SQLITE_MISUSE and changes nothing.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int)
+    };
+    debug_assert!(rc == rusqlite::ffi::SQLITE_OK || rc == rusqlite::ffi::SQLITE_MISUSE);
 }
 
 impl Db {
