@@ -377,7 +377,7 @@ pub async fn submit_humanization(
             }
             let job = JobRow {
                 id: new_id(),
-                org_id: owner,
+                org_id: owner.clone(),
                 kind: humanization::KIND.into(),
                 status: Status::Pending,
                 stage: None,

@@ -325,7 +325,7 @@ impl Store {
         plan: F,
     ) -> Result<Submitted<E>, StoreError>
     where
-        F: FnOnce(Option<&VariantRow>, &Organization) -> Result<NewJob, E> + Send + 'static,
+        F: Fn(Option<&VariantRow>, &Organization) -> Result<NewJob, E> + Send + 'static,
         E: Send + 'static,
     {
         on_backend!(self, b => b.submit(org_id, variant_id, key, plan).await)
@@ -369,7 +369,7 @@ impl Store {
         rank: F,
     ) -> Result<Option<Lease>, StoreError>
     where
-        F: FnOnce(Vec<(String, i64)>) -> Vec<String> + Send + 'static,
+        F: Fn(Vec<(String, i64)>) -> Vec<String> + Send + 'static,
     {
         on_backend!(self, b => b.claim_next(stage, node, lease, rank).await)
     }

@@ -777,7 +777,7 @@ impl Postgres {
         plan: F,
     ) -> Result<Submitted<E>, StoreError>
     where
-        F: FnOnce(Option<&VariantRow>, &Organization) -> Result<NewJob, E> + Send + 'static,
+        F: Fn(Option<&VariantRow>, &Organization) -> Result<NewJob, E> + Send + 'static,
         E: Send + 'static,
     {
         let org_uid = need_uid(org_id)?;
@@ -950,7 +950,7 @@ impl Postgres {
         rank: F,
     ) -> Result<Option<Lease>, StoreError>
     where
-        F: FnOnce(Vec<(String, i64)>) -> Vec<String> + Send + 'static,
+        F: Fn(Vec<(String, i64)>) -> Vec<String> + Send + 'static,
     {
         // Ranked from a snapshot; each claim then skips rows other nodes hold, and moves to
         // the next organization when another node took the last pending job of one.

@@ -5,8 +5,12 @@
 //! contend on the lock (`SQLITE_BUSY` after the timeout) and starve WAL checkpoints. Every
 //! write is queued to the writer thread ([`Db::write`], [`Db::write_async`]), which commits
 //! in groups: it takes every write waiting in its queue (up to [`MAX_BATCH`]), runs them in one
-//! `BEGIN IMMEDIATE` transaction, each inside its own savepoint so a write that fails is rolled
-//! back alone, commits once, and only then answers each caller — no answer before its commit.
+//! `BEGIN IMMEDIATE` transaction, commits once, and only then answers each caller — no answer
+//! before its commit. A write that fails is undone alone: the group first runs without
+//! savepoints (each costs a copy of every page its write touches); if one write fails, that
+//! transaction is rolled back and the group runs again without it, each write in its own
+//! savepoint (see [`run_group`]). So a write may run twice, and must touch nothing but the
+//! connection.
 //! `BEGIN IMMEDIATE` takes the write lock before any read, so a read-then-write can never be
 //! upgraded into a deadlock.
 
@@ -92,36 +96,75 @@ pub fn exec(
 /// The most writes one group commit takes: bounds how long the first of them waits.
 pub const MAX_BATCH: usize = 128;
 
-/// What a write's caller is told once its group has committed (or failed to).
-type Delivery = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
+/// A queued write: run in its group's transaction (more than once if the group is run
+/// again), then answered once.
+trait QueuedWrite: Send {
+    /// Runs the write, keeping its result; whether it succeeded.
+    fn run(&mut self, conn: &Connection, undo: Undo) -> bool;
+    /// Answers the caller with the write's last result, given how its transaction ended (or
+    /// the error that kept it from opening, the write then never run).
+    fn answer(self: Box<Self>, ended: Result<(), &StoreError>);
+}
 
-/// A queued write: given the connection (or the error that kept the group's transaction from
-/// opening) and whether it has a savepoint of its own, it runs, and returns how to answer its
-/// caller and whether it succeeded.
-type QueuedWrite =
-    Box<dyn FnOnce(Result<&Connection, &StoreError>, Savepoint) -> (Delivery, bool) + Send>;
+/// A write and its caller's answer.
+struct Pending<F, T, E, A> {
+    write: F,
+    result: Option<Result<T, E>>,
+    answer: A,
+}
+
+impl<F, T, E, A> QueuedWrite for Pending<F, T, E, A>
+where
+    F: Fn(&Connection) -> Result<T, E> + Send,
+    T: Send,
+    E: From<StoreError> + Send,
+    A: FnOnce(Result<T, E>) + Send,
+{
+    fn run(&mut self, conn: &Connection, undo: Undo) -> bool {
+        let result = run_one(conn, undo, &self.write);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, ended: Result<(), &StoreError>) {
+        let Pending { result, answer, .. } = *self;
+        answer(match (ended, result) {
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Err(e), None) => Err(E::from(StoreError::Task(e.to_string()))),
+            (Err(e), Some(Ok(_))) => Err(E::from(StoreError::Task(format!(
+                "the group commit failed: {e}"
+            )))),
+            (Ok(()), None) => Err(E::from(StoreError::Task("the write was not run".into()))),
+        })
+    }
+}
 
 enum Work {
-    /// One write, run in the group's transaction (a failed write alone in its group is
-    /// rolled back with it).
-    Write(QueuedWrite),
+    /// One write, run in the group's transaction.
+    Write(Box<dyn QueuedWrite>),
     /// Work outside any transaction (checkpoint, backup), between groups.
     Raw(Box<dyn FnOnce(&Connection) + Send>),
 }
 
-/// Whether a write runs in its own savepoint: always, unless it is alone in its group (then
-/// the transaction itself is its savepoint).
+/// How a write that fails is undone.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Savepoint {
-    Own,
-    Alone,
+enum Undo {
+    /// Rolled back to a savepoint of its own; the group's other writes stay.
+    Savepoint,
+    /// The whole transaction is rolled back (the write runs without a savepoint).
+    Transaction,
 }
 
 /// Counters of the writer thread, for tests and the bench.
 #[derive(Debug, Default)]
 pub struct WriterStats {
+    /// Groups committed (or failed), each counted once however many times it ran.
     pub groups: AtomicU64,
     pub writes: AtomicU64,
+    /// Groups run a second time, with savepoints, after a write failed in the first run.
+    pub reruns: AtomicU64,
 }
 
 tokio::task_local! {
@@ -163,17 +206,17 @@ pub struct Db {
     stats: Arc<WriterStats>,
 }
 
-/// Runs `f` in a savepoint (or, alone, directly in the transaction), catching a panic, and
-/// returns its result; a failed or panicked write is rolled back to its savepoint.
+/// Runs `f` (in a savepoint of its own if `undo` says so), catching a panic, and returns its
+/// result; a failed or panicked write in a savepoint is rolled back to it.
 fn run_one<T, E>(
     conn: &Connection,
-    savepoint: Savepoint,
-    f: impl FnOnce(&Connection) -> Result<T, E>,
+    undo: Undo,
+    f: impl Fn(&Connection) -> Result<T, E>,
 ) -> Result<T, E>
 where
     E: From<StoreError>,
 {
-    let own = savepoint == Savepoint::Own;
+    let own = undo == Undo::Savepoint;
     if own {
         exec(conn, "SAVEPOINT write", []).map_err(|e| E::from(e.into()))?;
     }
@@ -192,6 +235,10 @@ where
 
 /// The writer thread: one group per turn, each group one transaction.
 fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterStats>) {
+    // Whether the next group of several writes runs without savepoints first: after one in
+    // which a write failed, the next runs with them straight away, so a stream of failing
+    // writes costs one run per group rather than two.
+    let mut optimistic = true;
     while let Ok(first) = queue.recv() {
         let mut group = Vec::new();
         let mut after = None;
@@ -216,47 +263,102 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterS
         stats
             .writes
             .fetch_add(group.len() as u64, Ordering::Relaxed);
-        let savepoint = if group.len() == 1 {
-            Savepoint::Alone
-        } else {
-            Savepoint::Own
-        };
-        match conn.execute_batch("BEGIN IMMEDIATE") {
-            Err(e) => {
-                let e = StoreError::from(e);
-                for w in group {
-                    w(Err(&e), savepoint).0(Err(&e));
-                }
-            }
-            Ok(()) => {
-                let mut all_failed = true;
-                let deliveries: Vec<Delivery> = group
-                    .into_iter()
-                    .map(|w| {
-                        let (deliver, ok) = w(Ok(&conn), savepoint);
-                        all_failed &= !ok;
-                        deliver
-                    })
-                    .collect();
-                // Alone in its group, a failed write has no savepoint: its transaction is
-                // rolled back whole. (In a group, its savepoint was already rolled back.)
-                let end = if savepoint == Savepoint::Alone && all_failed {
-                    "ROLLBACK"
-                } else {
-                    "COMMIT"
-                };
-                let committed = conn.execute_batch(end).map_err(StoreError::from);
-                if committed.is_err() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                for deliver in deliveries {
-                    deliver(committed.as_ref().map(|_| ()));
-                }
-            }
+        // A write alone runs the same either way, so only groups move the choice.
+        let several = group.len() > 1;
+        let all_ok = run_group(&conn, group, optimistic, &stats);
+        if several {
+            optimistic = all_ok;
         }
         if let Some(f) = after {
             f(&conn);
         }
+    }
+}
+
+/// Runs one group in one transaction and answers its writes; whether every write succeeded.
+///
+/// Optimistic (or alone), the writes run without savepoints. If one fails, the transaction is
+/// rolled back; a write alone is answered with its error, and a group runs again without the
+/// failed write (which keeps the error of its one run), each remaining write in its own
+/// savepoint, so another failure then undoes only itself. No write is answered before the
+/// transaction it ran in has ended.
+fn run_group(
+    conn: &Connection,
+    mut group: Vec<Box<dyn QueuedWrite>>,
+    optimistic: bool,
+    stats: &WriterStats,
+) -> bool {
+    let mut failed = Vec::new();
+    if optimistic || group.len() == 1 {
+        if let Err(e) = begin(conn) {
+            answer_all(group, Err(&e));
+            return true;
+        }
+        match group
+            .iter_mut()
+            .position(|w| !w.run(conn, Undo::Transaction))
+        {
+            None => {
+                let ended = end(conn, "COMMIT");
+                let committed = ended.is_ok();
+                answer_all(group, ended.as_ref().map(|_| ()));
+                return committed;
+            }
+            Some(at) => {
+                let ended = end(conn, "ROLLBACK");
+                failed.push(group.remove(at));
+                if group.is_empty() || ended.is_err() {
+                    let ended = ended.as_ref().map(|_| ());
+                    answer_all(failed, Ok(()));
+                    answer_all(group, ended);
+                    return false;
+                }
+                stats.reruns.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let ran = begin(conn).map(|()| {
+        let mut all_ok = true;
+        for w in &mut group {
+            all_ok &= w.run(conn, Undo::Savepoint);
+        }
+        all_ok
+    });
+    let ended = ran.and_then(|all_ok| end(conn, "COMMIT").map(|()| all_ok));
+    let none_failed_before = failed.is_empty();
+    answer_all(failed, Ok(()));
+    match ended {
+        Ok(all_ok) => {
+            answer_all(group, Ok(()));
+            all_ok && none_failed_before
+        }
+        Err(e) => {
+            answer_all(group, Err(&e));
+            false
+        }
+    }
+}
+
+fn begin(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(StoreError::from)
+}
+
+/// Ends the transaction with `how` (`COMMIT` or `ROLLBACK`); a failed commit is rolled back.
+fn end(conn: &Connection, how: &str) -> Result<(), StoreError> {
+    let ended = conn.execute_batch(how).map_err(StoreError::from);
+    if ended.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    ended
+}
+
+fn answer_all(
+    writes: impl IntoIterator<Item = Box<dyn QueuedWrite>>,
+    ended: Result<(), &StoreError>,
+) {
+    for w in writes {
+        w.answer(ended);
     }
 }
 
@@ -329,38 +431,27 @@ impl Db {
         answer: impl FnOnce(Result<T, E>) + Send + 'static,
     ) -> Result<(), StoreError>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let work = Work::Write(Box::new(move |conn, savepoint| {
-            let result = match conn {
-                Ok(conn) => run_one(conn, savepoint, f),
-                Err(e) => Err(E::from(StoreError::Task(e.to_string()))),
-            };
-            let ok = result.is_ok();
-            let deliver: Delivery = Box::new(move |committed: Result<(), &StoreError>| {
-                answer(match (committed, result) {
-                    (_, Err(e)) => Err(e),
-                    (Ok(()), Ok(value)) => Ok(value),
-                    (Err(e), Ok(_)) => Err(E::from(StoreError::Task(format!(
-                        "the group commit failed: {e}"
-                    )))),
-                })
-            });
-            (deliver, ok)
+        let work = Work::Write(Box::new(Pending {
+            write: f,
+            result: None,
+            answer,
         }));
         self.queue
             .send(work)
             .map_err(|_| StoreError::Task("the writer thread has stopped".into()))
     }
 
-    /// Runs `f` in the writer's transaction (its own savepoint within a group commit),
-    /// returning once that transaction has committed. Blocking: call from a blocking thread
-    /// or outside the runtime (see [`Db::write_async`]).
+    /// Runs `f` in the writer's transaction (a group commit's: see [`run_group`]), returning
+    /// once that transaction has committed. `f` may run twice (the first run rolled back), so
+    /// it must change nothing but the database. Blocking: call from a blocking thread or
+    /// outside the runtime (see [`Db::write_async`]).
     pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
@@ -394,7 +485,7 @@ impl Db {
     /// thread ever waits on SQLite and no blocking-pool thread is taken.
     pub async fn write_async<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
@@ -578,72 +669,164 @@ mod tests {
         (dir, db)
     }
 
-    #[test]
-    fn one_failing_write_in_a_group_commit_leaves_the_others_committed() {
-        let (_dir, db) = table_db();
-        // A write that holds the writer until released, so the next ones queue up behind it
-        // and are taken as one group.
+    /// Runs `writes` as one group commit, in this order (they queue behind a write that holds
+    /// the writer until all are queued), and returns their answers.
+    fn as_one_group<W>(db: &Arc<Db>, writes: Vec<W>) -> Vec<Result<i64, StoreError>>
+    where
+        W: Fn(&Connection) -> Result<i64, StoreError> + Send + 'static,
+    {
         let (started_tx, started) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
         let holder = {
-            let db = Arc::clone(&db);
+            let db = Arc::clone(db);
             std::thread::spawn(move || {
-                db.write(move |c| {
+                db.write(move |_| {
                     let _ = started_tx.send(());
                     let _ = released.recv();
-                    c.execute("INSERT INTO t VALUES (0)", [])
-                        .map_err(StoreError::from)
+                    Ok::<_, StoreError>(())
                 })
             })
         };
         started.recv().expect("the holder runs");
         let groups_before = db.writer_stats().groups.load(Ordering::Relaxed);
-        let writers: Vec<_> = (1..=9_i64)
-            .map(|n| {
-                let db = Arc::clone(&db);
-                std::thread::spawn(move || {
-                    db.write(move |c| {
-                        c.execute("INSERT INTO t VALUES (?1)", [n])?;
-                        match n {
-                            // Fails after its first insert: the insert must go too.
-                            5 => c.execute("INSERT INTO t VALUES (?1)", [n])?,
-                            7 => panic!("a write that panics"),
-                            _ => 0,
-                        };
-                        Ok::<_, StoreError>(n)
-                    })
+        // Queued from this thread, so the group's order is theirs.
+        let answers: Vec<_> = writes
+            .into_iter()
+            .map(|w| {
+                let (tx, rx) = mpsc::channel();
+                db.enqueue(w, move |r| {
+                    let _ = tx.send(r);
                 })
+                .expect("queued");
+                rx
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
         release.send(()).expect("release");
         assert!(holder.join().expect("holder").is_ok());
-        let results: Vec<Result<i64, StoreError>> = writers
+        let answers = answers
             .into_iter()
-            .map(|w| w.join().expect("writer"))
+            .map(|rx| rx.recv().expect("answered"))
             .collect();
-        for (n, r) in (1..=9).zip(&results) {
-            assert_eq!(r.is_ok(), n != 5 && n != 7, "write {n}: {r:?}");
-        }
         assert_eq!(
             db.writer_stats().groups.load(Ordering::Relaxed) - groups_before,
             1,
-            "the nine queued writes committed as one group"
+            "the queued writes committed as one group"
         );
-        let rows: Vec<i64> = db
-            .read(|c| {
-                let mut s = c.prepare("SELECT n FROM t ORDER BY n")?;
-                let rows = s.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                Ok::<_, StoreError>(rows)
+        answers
+    }
+
+    /// Nine writes inserting 1..=9 into `t` (each counting its runs in `runs[n]`); those in
+    /// `failing` insert their row and then fail, those in `panicking` panic after it.
+    fn nine_writes(
+        runs: &Arc<Vec<AtomicU64>>,
+        failing: &[i64],
+        panicking: &[i64],
+    ) -> Vec<impl Fn(&Connection) -> Result<i64, StoreError> + Send + 'static> {
+        (1..=9_i64)
+            .map(|n| {
+                let runs = Arc::clone(runs);
+                let (fails, panics) = (failing.contains(&n), panicking.contains(&n));
+                move |c: &Connection| {
+                    runs[n as usize].fetch_add(1, Ordering::Relaxed);
+                    c.execute("INSERT INTO t VALUES (?1)", [n])?;
+                    if fails {
+                        // A second insert of the same key: the first must be undone too.
+                        c.execute("INSERT INTO t VALUES (?1)", [n])?;
+                    }
+                    if panics {
+                        panic!("a write that panics");
+                    }
+                    Ok(n)
+                }
             })
-            .expect("rows");
-        assert_eq!(rows, vec![0, 1, 2, 3, 4, 6, 8, 9]);
+            .collect()
+    }
+
+    fn counters() -> Arc<Vec<AtomicU64>> {
+        Arc::new((0..10).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn runs_of(runs: &[AtomicU64]) -> Vec<u64> {
+        runs[1..]
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    fn all_rows(db: &Db) -> Vec<i64> {
+        db.read(|c| {
+            let mut s = c.prepare("SELECT n FROM t ORDER BY n")?;
+            let rows = s.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            Ok::<_, StoreError>(rows)
+        })
+        .expect("rows")
+    }
+
+    #[test]
+    fn one_failing_write_in_a_group_commit_leaves_the_others_committed() {
+        let (_dir, db) = table_db();
+        let runs = counters();
+        let answers = as_one_group(&db, nine_writes(&runs, &[5], &[7]));
+        for (n, r) in (1..=9).zip(&answers) {
+            match r {
+                Ok(value) => assert!(n != 5 && n != 7 && *value == n, "write {n}: {r:?}"),
+                Err(_) => assert!(n == 5 || n == 7, "write {n}: {r:?}"),
+            }
+        }
+        assert_eq!(all_rows(&db), vec![1, 2, 3, 4, 6, 8, 9]);
+        // The group ran without savepoints until write 5 failed, then again without it, each
+        // write in a savepoint (write 7's panic undid only itself).
+        assert_eq!(runs_of(&runs), vec![2, 2, 2, 2, 1, 1, 1, 1, 1]);
+        assert_eq!(db.writer_stats().reruns.load(Ordering::Relaxed), 1);
         // The writer survived the panic.
         db.write(|c| {
             c.execute("INSERT INTO t VALUES (10)", [])
                 .map_err(StoreError::from)
         })
         .expect("a later write");
+    }
+
+    #[test]
+    fn a_group_runs_each_write_once_unless_one_fails_and_after_a_failure_uses_savepoints_at_once() {
+        let (_dir, db) = table_db();
+        let reruns = || db.writer_stats().reruns.load(Ordering::Relaxed);
+        let clear = || {
+            db.write(|c| exec(c, "DELETE FROM t", []).map_err(StoreError::from))
+                .expect("clear");
+        };
+        // No failure: one run each, no savepoints needed.
+        let runs = counters();
+        let answers = as_one_group(&db, nine_writes(&runs, &[], &[]));
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(runs_of(&runs), vec![1; 9]);
+        assert_eq!(reruns(), 0);
+        assert_eq!(all_rows(&db), (1..=9).collect::<Vec<_>>());
+        clear();
+        // A failure: the group runs again without the failed write.
+        let runs = counters();
+        as_one_group(&db, nine_writes(&runs, &[2], &[]));
+        assert_eq!(runs_of(&runs), vec![2, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(reruns(), 1);
+        assert_eq!(all_rows(&db), vec![1, 3, 4, 5, 6, 7, 8, 9]);
+        clear();
+        // The next group (writes alone in between do not count) runs with savepoints from the
+        // start: one run each, the failing write undone alone.
+        let runs = counters();
+        as_one_group(&db, nine_writes(&runs, &[3], &[]));
+        assert_eq!(runs_of(&runs), vec![1; 9]);
+        assert_eq!(reruns(), 1);
+        assert_eq!(all_rows(&db), vec![1, 2, 4, 5, 6, 7, 8, 9]);
+        clear();
+        // A group with no failure (still with savepoints)...
+        as_one_group(&db, nine_writes(&counters(), &[], &[]));
+        assert_eq!(reruns(), 1);
+        clear();
+        // ...and the next runs without them again: its failure makes it run a second time.
+        let runs = counters();
+        as_one_group(&db, nine_writes(&runs, &[9], &[]));
+        assert_eq!(runs_of(&runs), vec![2, 2, 2, 2, 2, 2, 2, 2, 1]);
+        assert_eq!(reruns(), 2);
+        assert_eq!(all_rows(&db), (1..=8).collect::<Vec<_>>());
     }
 
     /// The rows of `t`, by a point read.

@@ -41,7 +41,7 @@ impl Sqlite {
 
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.counted(f).await
     }
@@ -53,7 +53,7 @@ impl Sqlite {
     /// layer's own count).
     async fn counted<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
@@ -300,7 +300,7 @@ impl Sqlite {
         plan: F,
     ) -> Result<Submitted<E>, StoreError>
     where
-        F: FnOnce(Option<&VariantRow>, &Organization) -> Result<NewJob, E> + Send + 'static,
+        F: Fn(Option<&VariantRow>, &Organization) -> Result<NewJob, E> + Send + 'static,
         E: Send + 'static,
     {
         let (org_id, variant_id) = (org_id.to_string(), variant_id.to_string());
@@ -383,7 +383,7 @@ impl Sqlite {
         rank: F,
     ) -> Result<Option<Lease>, StoreError>
     where
-        F: FnOnce(Vec<(String, i64)>) -> Vec<String> + Send + 'static,
+        F: Fn(Vec<(String, i64)>) -> Vec<String> + Send + 'static,
     {
         let (stage, node) = (stage.to_string(), node.to_string());
         // One writer transaction: the queue it ranks is the queue it claims from.
@@ -490,7 +490,7 @@ impl Sqlite {
                     if jobs::request_cancel(tx, &job.id, &refusing)? {
                         CancelDecision::Requested
                     } else {
-                        CancelDecision::Unavailable(job.stage.unwrap_or(refusing))
+                        CancelDecision::Unavailable(job.stage.unwrap_or_else(|| refusing.clone()))
                     }
                 }
                 status => CancelDecision::AlreadyTerminal(status),
