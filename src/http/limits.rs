@@ -36,7 +36,8 @@ struct Bucket {
 pub struct RateLimiter {
     read: Rate,
     write: Rate,
-    buckets: Mutex<HashMap<(String, CostClass), Bucket>>,
+    /// Each key's buckets, read and write.
+    buckets: Mutex<HashMap<String, [Bucket; 2]>>,
 }
 
 impl RateLimiter {
@@ -55,12 +56,20 @@ impl RateLimiter {
         };
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let bucket = buckets
-            .entry((key_id.to_string(), class))
-            .or_insert(Bucket {
-                tokens: rate.burst,
-                at: now,
-            });
+        // Looked up by the borrowed id first: the id is copied only for a key's first request.
+        let pair = match buckets.get_mut(key_id) {
+            Some(pair) => pair,
+            None => buckets.entry(key_id.to_string()).or_insert_with(|| {
+                [self.read, self.write].map(|rate| Bucket {
+                    tokens: rate.burst,
+                    at: now,
+                })
+            }),
+        };
+        let bucket = &mut pair[match class {
+            CostClass::Read => 0,
+            CostClass::Write => 1,
+        }];
         let refill = now.duration_since(bucket.at).as_secs_f64() * rate.per_second;
         bucket.tokens = (bucket.tokens + refill).min(rate.burst);
         bucket.at = now;

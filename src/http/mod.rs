@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -186,12 +186,28 @@ fn static_method(method: &http::Method) -> &'static str {
 /// A client's request id is echoed when it is short, visible ASCII; otherwise a new one.
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()))
+        .unwrap_or_else(|| {
+            let mut id = String::with_capacity(36);
+            id.push_str("req_");
+            id.push_str(
+                uuid::Uuid::now_v7()
+                    .simple()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            );
+            id
+        })
 }
+
+/// Response headers every request may carry, named once (a name given as text is parsed and
+/// hashed again at each insert).
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
     let started = Instant::now();
@@ -218,17 +234,14 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Http
         Err((e, limit)) => (e.into_response(&path, &request_id), limit),
     };
     let headers = response.headers_mut();
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert(HeaderName::from_static("x-request-id"), v);
+        headers.insert(X_REQUEST_ID, v);
     }
     if let Some(d) = limit {
-        headers.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
-        headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(d.reset));
+        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(d.limit));
+        headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
+        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(d.reset));
     }
     let status = response.status().as_u16();
     app.requests.record(method, template, status);

@@ -69,7 +69,14 @@ fn key_from_row(r: &rusqlite::Row) -> rusqlite::Result<ApiKey> {
     })
 }
 
-const KEY_COLUMNS: &str = "id, org_id, prefix, hash, scopes, created_at, revoked_at";
+/// A key's columns in [`key_from_row`]'s order (a macro, so the per-request lookup's query is
+/// `concat!`ed at compile time).
+macro_rules! key_columns {
+    () => {
+        "id, org_id, prefix, hash, scopes, created_at, revoked_at"
+    };
+}
+const KEY_COLUMNS: &str = key_columns!();
 
 pub fn insert_key(
     tx: &Connection,
@@ -105,8 +112,10 @@ pub fn insert_key(
 
 /// Keys whose public prefix matches; the caller compares hashes in constant time.
 pub fn keys_with_prefix(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec<ApiKey>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM api_keys WHERE prefix = ?1"
     ))?;
     stmt.query_map([prefix], key_from_row)?.collect()
 }
