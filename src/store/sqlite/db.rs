@@ -29,7 +29,7 @@ use crate::store::StoreError;
 
 /// The schema every table lives in; bump [`SCHEMA_VERSION`] with any change to it.
 pub const SCHEMA: &str = include_str!("../../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The steps from each earlier schema version to the next: `(from, SQL)`. SQLite cannot relax
 /// a `NOT NULL`, so a changed table is rebuilt and its rows copied.
@@ -61,6 +61,60 @@ const UPGRADES: &[(i64, &str)] = &[
          ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
          ALTER TABLE jobs ADD COLUMN lease_expires_at INTEGER;
          ALTER TABLE jobs ADD COLUMN cancel_requested_at TEXT;",
+    ),
+    (
+        3,
+        // Version 4: fewer B-trees per write (issue 12). The ledger and the daily counts are
+        // stored in their keys (WITHOUT ROWID), the ledger keyed (org_id, id); `jobs_org_kind`,
+        // which no query used, is gone. The rows are copied before the ledger's triggers
+        // exist, so the balances are not applied twice.
+        "CREATE TABLE credit_ledger_v4 (
+         id         TEXT NOT NULL,
+         org_id     TEXT NOT NULL REFERENCES organizations(id),
+         bucket     TEXT NOT NULL CHECK (bucket IN ('subscription', 'purchased')),
+         delta      INTEGER NOT NULL CHECK (delta <> 0),
+         reason     TEXT NOT NULL CHECK (reason IN ('grant', 'debit', 'refund')),
+         job_id     TEXT REFERENCES jobs(id),
+         created_at TEXT NOT NULL,
+         CHECK ((reason = 'grant') = (job_id IS NULL)),
+         CHECK ((reason = 'debit') = (delta < 0)),
+         PRIMARY KEY (org_id, id)
+     ) WITHOUT ROWID;
+     INSERT INTO credit_ledger_v4 (id, org_id, bucket, delta, reason, job_id, created_at)
+         SELECT id, org_id, bucket, delta, reason, job_id, created_at FROM credit_ledger;
+     DROP TABLE credit_ledger;
+     ALTER TABLE credit_ledger_v4 RENAME TO credit_ledger;
+     CREATE UNIQUE INDEX credit_ledger_one_debit ON credit_ledger(job_id, bucket)
+         WHERE reason = 'debit';
+     CREATE UNIQUE INDEX credit_ledger_one_refund ON credit_ledger(job_id) WHERE reason = 'refund';
+     CREATE TRIGGER credit_ledger_append_only_update BEFORE UPDATE ON credit_ledger
+     BEGIN
+         SELECT RAISE(ABORT, 'the credit ledger is append-only');
+     END;
+     CREATE TRIGGER credit_ledger_append_only_delete BEFORE DELETE ON credit_ledger
+     BEGIN
+         SELECT RAISE(ABORT, 'the credit ledger is append-only');
+     END;
+     CREATE TRIGGER credit_ledger_apply AFTER INSERT ON credit_ledger
+     BEGIN
+         UPDATE organizations
+            SET subscription_credits = subscription_credits
+                    + CASE WHEN NEW.bucket = 'subscription' THEN NEW.delta ELSE 0 END,
+                purchased_credits = purchased_credits
+                    + CASE WHEN NEW.bucket = 'purchased' THEN NEW.delta ELSE 0 END
+          WHERE id = NEW.org_id;
+     END;
+     CREATE TABLE daily_writes_v4 (
+         org_id TEXT NOT NULL REFERENCES organizations(id),
+         day    TEXT NOT NULL,
+         count  INTEGER NOT NULL,
+         PRIMARY KEY (org_id, day)
+     ) WITHOUT ROWID;
+     INSERT INTO daily_writes_v4 (org_id, day, count)
+         SELECT org_id, day, count FROM daily_writes;
+     DROP TABLE daily_writes;
+     ALTER TABLE daily_writes_v4 RENAME TO daily_writes;
+     DROP INDEX jobs_org_kind;",
     ),
 ];
 
@@ -614,7 +668,8 @@ pub use crate::store::{format_timestamp, new_id, now};
 mod tests {
     use super::*;
 
-    /// Every table's columns (name, type, not-null, default, primary key) and every index name.
+    /// Every table's columns (name, type, not-null, default, primary key) and whether it has
+    /// rowids, and every index's and trigger's name.
     fn shape(conn: &Connection) -> Vec<String> {
         let names: Vec<(String, String)> = conn
             .prepare(
@@ -629,6 +684,14 @@ mod tests {
         for (kind, name) in names {
             out.push(format!("{kind} {name}"));
             if kind == "table" {
+                let without_rowid: i64 = conn
+                    .query_row(
+                        "SELECT wr FROM pragma_table_list WHERE name = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .expect("table_list");
+                out.push(format!("  without_rowid={without_rowid}"));
                 let mut s = conn
                     .prepare(&format!("PRAGMA table_info({name})"))
                     .expect("table_info");
@@ -914,6 +977,101 @@ mod tests {
             })
             .expect("count");
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_version_3_database_is_upgraded_keeping_its_ledger_balances_and_counts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("v3.db");
+        {
+            // The schema veneer shipped as version 3 (git show 9582571:schema.sql).
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(include_str!("../../../tests/fixtures/schema_v3.sql"))
+                .expect("v3 schema");
+            conn.pragma_update(None, "user_version", 3)
+                .expect("version");
+            // Through version 3's own trigger: balances 90 subscription, 50 purchased.
+            conn.execute_batch(
+                "INSERT INTO organizations (id, name, created_at)
+                     VALUES ('o1', 'Lab', '2026-01-01T00:00:00+00:00');
+                 INSERT INTO jobs (id, org_id, kind, status, inputs, snapshot, credit_cost,
+                                   created_at)
+                     VALUES ('j1', 'o1', 'humanization', 'pending', '{}', '{}', 10, 't'),
+                            ('j2', 'o1', 'humanization', 'canceled', '{}', '{}', 10, 't');
+                 INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at)
+                     VALUES ('l1', 'o1', 'subscription', 100, 'grant', NULL, 't'),
+                            ('l2', 'o1', 'purchased', 50, 'grant', NULL, 't'),
+                            ('l3', 'o1', 'subscription', -10, 'debit', 'j1', 't'),
+                            ('l4', 'o1', 'subscription', -10, 'debit', 'j2', 't'),
+                            ('l5', 'o1', 'subscription', 10, 'refund', 'j2', 't');
+                 INSERT INTO daily_writes (org_id, day, count) VALUES ('o1', '2026-01-01', 7);",
+            )
+            .expect("v3 rows");
+        }
+        let db = Db::open(&path, 1).expect("upgrade");
+        let read = |sql: &'static str| {
+            db.read(move |c| {
+                let mut s = c.prepare(sql)?;
+                let rows = s
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, StoreError>(rows)
+            })
+            .expect(sql)
+        };
+        assert_eq!(
+            read("SELECT subscription_credits || ' ' || purchased_credits FROM organizations"),
+            vec!["90 50"],
+            "the copied rows did not move the balances again"
+        );
+        assert_eq!(
+            read("SELECT id || ' ' || delta FROM credit_ledger ORDER BY id"),
+            vec!["l1 100", "l2 50", "l3 -10", "l4 -10", "l5 10"]
+        );
+        assert_eq!(
+            read("SELECT org_id || ' ' || day || ' ' || count FROM daily_writes"),
+            vec!["o1 2026-01-01 7"]
+        );
+        // The ledger's rules hold on the new table: the trigger applies a new row, a second
+        // refund of a job is refused, and rows are never changed.
+        db.write(|tx| {
+            exec(
+                tx,
+                "INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at)
+                     VALUES ('l6', 'o1', 'subscription', 10, 'refund', 'j1', 't')",
+                [],
+            )
+            .map_err(StoreError::from)
+        })
+        .expect("a refund");
+        assert_eq!(
+            read("SELECT subscription_credits || ' ' || purchased_credits FROM organizations"),
+            vec!["100 50"]
+        );
+        let twice = db.write(|tx| {
+            exec(
+                tx,
+                "INSERT INTO credit_ledger (id, org_id, bucket, delta, reason, job_id, created_at)
+                     VALUES ('l7', 'o1', 'subscription', 10, 'refund', 'j1', 't')",
+                [],
+            )
+            .map_err(StoreError::from)
+        });
+        assert!(twice.is_err(), "a second refund of j1: {twice:?}");
+        let changed = db.write(|tx| {
+            exec(tx, "UPDATE credit_ledger SET delta = 1 WHERE id = 'l1'", [])
+                .map_err(StoreError::from)
+        });
+        assert!(changed.is_err(), "the ledger is append-only: {changed:?}");
+
+        // The upgraded database has exactly the shape of a fresh one.
+        let fresh = Db::open(dir.path().join("fresh.db"), 1).expect("fresh");
+        assert_eq!(
+            db.read(|c| Ok::<_, StoreError>(shape(c))).expect("shape"),
+            fresh
+                .read(|c| Ok::<_, StoreError>(shape(c)))
+                .expect("shape")
+        );
     }
 
     #[test]
