@@ -7,9 +7,11 @@
 //! (2) submit, GET and cancel (pending jobs, queue paused) against the real binary at 1, 32 and
 //! 256 keep-alive connections, each as a ratio to its ceiling, with the server's rate limits
 //! raised out of the way; (3) cancel-to-stopped latency of running jobs; (4) jobs drained per
-//! second by the real engine at `--workers 1` and `2`; (5) the server's resident memory with
-//! 100,000 jobs in its database while it serves GETs. Everything talks to 127.0.0.1 only, and
-//! every loop is bounded in count and time.
+//! second by the real engine at `--workers 1` and `2`, in rounds interleaved with the engine
+//! alone on one and two threads; (5) the server's resident memory with 100,000 jobs in its
+//! database while it serves GETs. Everything talks to 127.0.0.1 only, and every loop is
+//! bounded in count and time. `VENEER_BENCH_ONLY=drain` runs (4) alone (~1 min);
+//! `VENEER_BENCH_NO_POSTGRES=1` skips the PostgreSQL part.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -52,6 +54,13 @@ fn main() {
         load().trim()
     );
     let began = Instant::now();
+    if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("drain") {
+        // The drain and its ceilings alone (~40 s), for looking at the drain by itself.
+        engine_alone();
+        println!();
+        drains(dir.path());
+        return;
+    }
     println!();
     let raw = raw_sqlite(dir.path());
     println!();
@@ -59,11 +68,9 @@ fn main() {
     println!();
     cancel_latency(dir.path());
     println!();
-    println!("| drain | jobs | rate |");
-    println!("|---|---|---|");
     engine_alone();
-    drain(dir.path(), 1);
-    drain(dir.path(), 2);
+    println!();
+    drains(dir.path());
     println!();
     println!("| memory | VmRSS |");
     println!("|---|---|");
@@ -819,9 +826,13 @@ fn proc_status(pid: u32, key: &str) -> String {
 /// strategy, the ranking), optionally plus encoding the results and parental report as the
 /// job stores them. Jobs per second, all threads together.
 fn engine_rate(threads: usize, encode: bool) -> f64 {
+    engine_rate_of(threads, encode, 100)
+}
+
+/// [`engine_rate`] with `n` jobs per thread.
+fn engine_rate_of(threads: usize, encode: bool, n: u32) -> f64 {
     use veneer::engine::humanize::{Humanizer, Strategy, StrategySpec, Variant, rank_designs};
     use veneer::engine::humanness::OasisSet;
-    const N: u32 = 100;
     let humanizer = Humanizer::new(OasisSet::embedded());
     let job = || {
         let variant = Variant::new(VH, Some(VL)).expect("variant");
@@ -848,17 +859,19 @@ fn engine_rate(threads: usize, encode: bool) -> f64 {
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                for _ in 0..N {
+                for _ in 0..n {
                     job();
                 }
             });
         }
     });
-    (threads as u32 * N) as f64 / started.elapsed().as_secs_f64()
+    (threads as u32 * n) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The engine alone, one thread and two: the ceilings of `--workers 1` and `2`.
 fn engine_alone() {
+    println!("| the engine alone | jobs | rate |");
+    println!("|---|---|---|");
     let one = engine_rate(1, false);
     let encoded = engine_rate(1, true);
     println!(
@@ -874,84 +887,110 @@ fn engine_alone() {
     );
 }
 
-/// Jobs drained per second by the real engine (all strategies): a paused backlog, resumed.
-fn drain(dir: &std::path::Path, workers: usize) {
-    const JOBS: usize = 400;
-    let w = workers.to_string();
-    let server = serve(
-        dir,
-        &format!("drain{workers}.db"),
-        &["--paused", "--workers", &w],
+/// The drain against the engine alone, interleaved. This machine's speed drifts by tens of
+/// per cent within a minute, so a drain compared with a ceiling taken a minute away measures
+/// the machine as much as veneer: each of `ROUNDS` rounds takes the engine alone on one
+/// thread, a one-worker server's drain of `JOBS` jobs, the engine alone on two threads and a
+/// two-worker server's drain of twice as many, all within ~10 s; each ratio is read within
+/// its round, and the medians over rounds are the results.
+fn drains(dir: &std::path::Path) {
+    const ROUNDS: usize = 7;
+    const JOBS: usize = 60;
+    const ENGINE_JOBS: u32 = 30;
+    let one = DrainServer::start(dir, 1);
+    let two = DrainServer::start(dir, 2);
+    println!(
+        "| round | engine alone, 1 thread | `--workers 1` drain | engine alone, 2 threads | `--workers 2` drain | 2 workers / 1 | engine 2 threads / 1 |"
     );
-    let mut c = Client::connect(&server.addr);
-    let variant_id = create_variant(&mut c, &server.key);
-    let p = drive(
-        &server.addr,
-        &server.key,
-        CLIENTS,
-        JOBS,
-        submit_request(&variant_id),
+    println!("|---|---|---|---|---|---|---|");
+    let mut rounds = Vec::new();
+    for round in 1..=ROUNDS {
+        let e1 = engine_rate_of(1, true, ENGINE_JOBS);
+        let d1 = one.drain(JOBS);
+        let e2 = engine_rate_of(2, true, ENGINE_JOBS);
+        let d2 = two.drain(2 * JOBS);
+        println!(
+            "| {round} | {e1:.1} jobs/s | {d1:.1} jobs/s ({:.1} %) | {e2:.1} jobs/s | {d2:.1} jobs/s ({:.1} %) | {:.2}× | {:.2}× |",
+            100.0 * d1 / e1,
+            100.0 * d2 / e2,
+            d2 / d1,
+            e2 / e1
+        );
+        rounds.push([d1 / e1, d2 / e2, d2 / d1, e2 / e1]);
+    }
+    let median = |i: usize| {
+        let mut v: Vec<f64> = rounds.iter().map(|r| r[i]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "| median of {ROUNDS} | — | {:.1} % of the engine alone | — | {:.1} % of the engine alone on 2 threads | {:.2}× | {:.2}× |",
+        100.0 * median(0),
+        100.0 * median(1),
+        median(2),
+        median(3)
     );
-    assert_eq!(p.n, JOBS);
-    let out = Command::new(BIN)
-        .arg("--db")
-        .arg(&server.db)
-        .args(["queue", "resume"])
-        .output()
-        .expect("resume");
-    assert!(out.status.success());
-    let started = Instant::now();
-    let conn = rusqlite::Connection::open(&server.db).expect("open");
-    conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
-    // Stored timestamps have whole-second resolution, so the drain is timed here: from the
-    // first poll (every 5 ms) that sees a job leave `pending` to the one that sees none open.
-    let mut first_claim = None;
-    loop {
-        let pending: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM jobs WHERE status = 'pending'",
-                [],
-                |r| r.get(0),
-            )
-            .expect("count");
-        if first_claim.is_none() && pending < JOBS as i64 {
-            first_claim = Some(Instant::now());
-        }
-        let open: i64 = conn
-            .query_row(
+}
+
+/// A server with `workers` workers and a variant to submit, running (not paused) for
+/// [`DrainServer::drain`].
+struct DrainServer {
+    served: Served,
+    variant_id: String,
+}
+
+impl DrainServer {
+    fn start(dir: &std::path::Path, workers: usize) -> DrainServer {
+        let w = workers.to_string();
+        let served = serve(dir, &format!("drain{workers}.db"), &["--workers", &w]);
+        let mut c = Client::connect(&served.addr);
+        let variant_id = create_variant(&mut c, &served.key);
+        DrainServer { served, variant_id }
+    }
+
+    /// Jobs per second for `jobs` jobs (all strategies, the real engine): submitted at once
+    /// over 32 connections (the runner starts on the first), timed from the first submit to
+    /// the poll (every 2 ms) that sees none open. Submitting takes a few milliseconds of the
+    /// seconds measured and counts against the drain.
+    fn drain(&self, jobs: usize) -> f64 {
+        let conn = rusqlite::Connection::open(&self.served.db).expect("open");
+        conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
+        let open = || -> i64 {
+            conn.query_row(
                 "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')",
                 [],
                 |r| r.get(0),
             )
+            .expect("count")
+        };
+        assert_eq!(open(), 0, "the previous drain finished");
+        let started = Instant::now();
+        let p = drive(
+            &self.served.addr,
+            &self.served.key,
+            CLIENTS,
+            jobs,
+            submit_request(&self.variant_id),
+        );
+        assert_eq!(p.n, jobs);
+        while open() > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "still draining after 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let failed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM jobs WHERE status <> 'completed'",
+                [],
+                |r| r.get(0),
+            )
             .expect("count");
-        if open == 0 {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            println!("| --workers {workers} | still draining after 120 s ({open} left) |");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(failed, 0, "every drained job completed");
+        jobs as f64 / wall
     }
-    let wall = started.elapsed();
-    let busy = first_claim.map_or(wall, |t| t.elapsed()).as_secs_f64();
-    let done: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM jobs WHERE status = 'completed'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    drop(server);
-    // The engine alone on as many threads right after, the server stopped: this machine's
-    // speed drifts within a minute, so the drain is compared with a ceiling taken beside it.
-    let engine = engine_rate(workers, true);
-    let rate = done as f64 / busy;
-    println!(
-        "| --workers {workers} | {done} of {JOBS} completed | {rate:.1} jobs/s, {:.1} % of the engine alone on {workers} thread(s) just after ({engine:.1} jobs/s, results encoded) (first claim → none open {busy:.2} s; {:.2} s from `queue resume` incl. the paused runner's poll) |",
-        100.0 * rate / engine,
-        wall.as_secs_f64()
-    );
 }
 
 /// Resident memory of the server with 100,000 jobs in its database while it serves GETs.
