@@ -131,6 +131,26 @@ struct Holding {
     done: watch::Sender<bool>,
 }
 
+/// What a held job's stage writes check and fence, for the thread that runs its stages.
+#[derive(Clone)]
+struct Fence {
+    job_id: String,
+    attempt: i64,
+    token: CancellationToken,
+    control: Arc<Mutex<Control>>,
+}
+
+impl Holding {
+    fn fence(&self) -> Fence {
+        Fence {
+            job_id: self.job.id.clone(),
+            attempt: self.attempt,
+            token: self.token.clone(),
+            control: Arc::clone(&self.control),
+        }
+    }
+}
+
 impl Runner {
     pub fn new(store: Store, config: RunnerConfig, paused: bool) -> Arc<Runner> {
         Arc::new(Runner {
@@ -465,7 +485,7 @@ impl Runner {
     /// Waits the configured stage delay (cancellably), then moves to `stage` unless a cancel
     /// arrived; the stage is persisted (fenced by the attempt, refused once a cancel is
     /// stored) so `GET` shows progress.
-    async fn advance(&self, held: &Holding, stage: &str) -> Result<(), Stop> {
+    async fn advance(&self, held: &Fence, stage: &str) -> Result<(), Stop> {
         if !self.config.stage_delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(self.config.stage_delay) => {}
@@ -481,7 +501,7 @@ impl Runner {
         }
         match self
             .store
-            .set_stage(&held.job.id, held.attempt, stage)
+            .set_stage(&held.job_id, held.attempt, stage)
             .await?
         {
             StageWrite::Recorded => Ok(()),
@@ -512,32 +532,13 @@ impl Runner {
         }
     }
 
-    async fn pipeline(&self, held: &Holding, started: Instant) -> Result<(), Stop> {
+    async fn pipeline(self: &Arc<Self>, held: &Holding, started: Instant) -> Result<(), Stop> {
         let (job, token) = (&held.job, &held.token);
         let snapshot: HumanizationSnapshot =
             serde_json::from_str(&job.snapshot).map_err(|e| Stop::Failed {
                 code: "internal",
                 detail: format!("the job's input could not be read: {e}"),
             })?;
-        let peptides = self.config.peptides;
-        // Stage `numbering` was set when the job was claimed.
-        let (variant, parental) = Self::blocking(token, move || {
-            let variant =
-                Variant::new(&snapshot.vh, snapshot.vl.as_deref()).map_err(|e| Stop::Failed {
-                    code: "invalid_sequence",
-                    detail: e.to_string(),
-                })?;
-            let parental =
-                Humanizer::new(peptides)
-                    .parental(&variant)
-                    .map_err(|e| Stop::Failed {
-                        code: "internal",
-                        detail: format!("the parental report could not be made: {e}"),
-                    })?;
-            Ok::<_, Stop>((variant, parental))
-        })
-        .await??;
-        let variant = Arc::new(variant);
         let designs: Vec<StrategySpec> = match &snapshot.strategies {
             Some(asked) => parse_designs(asked).map_err(|e| Stop::Failed {
                 code: "internal",
@@ -545,34 +546,53 @@ impl Runner {
             })?,
             None => self.config.strategies.iter().map(|&s| s.into()).collect(),
         };
-        let mut results = Vec::with_capacity(designs.len());
-        for spec in designs {
-            let strategy = spec.strategy;
-            self.advance(held, strategy.name()).await?;
-            let variant = Arc::clone(&variant);
-            let result =
-                Self::blocking(token, move || Humanizer::new(peptides).run(&variant, spec))
-                    .await?
-                    .map_err(|e| Stop::Failed {
-                        code: "internal",
-                        detail: format!("strategy {strategy} could not run: {e}"),
-                    })?;
-            results.push(result);
-        }
-        crate::engine::humanize::rank_designs(&mut results);
+        let peptides = self.config.peptides;
+        // The whole computation runs on one blocking thread, each stage recorded from there
+        // (the runtime's `block_on`) before it runs: a hop per stage cost a thread wake-up each,
+        // and the scheduler often placed the woken thread on the core the other worker was
+        // computing on while the second core idled. Stage `numbering` was set at the claim.
+        let (runner, runtime, fence) = (
+            Arc::clone(self),
+            tokio::runtime::Handle::current(),
+            held.fence(),
+        );
+        let (results, parental) = Self::blocking(token, move || {
+            let variant =
+                Variant::new(&snapshot.vh, snapshot.vl.as_deref()).map_err(|e| Stop::Failed {
+                    code: "invalid_sequence",
+                    detail: e.to_string(),
+                })?;
+            let humanizer = Humanizer::new(peptides);
+            let parental = humanizer.parental(&variant).map_err(|e| Stop::Failed {
+                code: "internal",
+                detail: format!("the parental report could not be made: {e}"),
+            })?;
+            let mut results = Vec::with_capacity(designs.len());
+            for spec in designs {
+                let strategy = spec.strategy;
+                runtime.block_on(runner.advance(&fence, strategy.name()))?;
+                results.push(humanizer.run(&variant, spec).map_err(|e| Stop::Failed {
+                    code: "internal",
+                    detail: format!("strategy {strategy} could not run: {e}"),
+                })?);
+            }
+            crate::engine::humanize::rank_designs(&mut results);
+            let results = serde_json::to_string(&results).map_err(|e| Stop::Failed {
+                code: "internal",
+                detail: format!("the results could not be encoded: {e}"),
+            })?;
+            let parental = serde_json::to_string(&parental).map_err(|e| Stop::Failed {
+                code: "internal",
+                detail: format!("the parental report could not be encoded: {e}"),
+            })?;
+            Ok::<_, Stop>((results, parental))
+        })
+        .await??;
         // From here on the job refuses cancellation: its results are being written.
-        self.advance(held, FINALIZING).await?;
+        self.advance(&held.fence(), FINALIZING).await?;
         if !self.config.stage_delay.is_zero() {
             tokio::time::sleep(self.config.stage_delay).await;
         }
-        let results = serde_json::to_string(&results).map_err(|e| Stop::Failed {
-            code: "internal",
-            detail: format!("the results could not be encoded: {e}"),
-        })?;
-        let parental = serde_json::to_string(&parental).map_err(|e| Stop::Failed {
-            code: "internal",
-            detail: format!("the parental report could not be encoded: {e}"),
-        })?;
         let elapsed = started.elapsed();
         let completed = self
             .store
