@@ -486,6 +486,11 @@ impl Runner {
     /// arrived; the stage is persisted (fenced by the attempt, refused once a cancel is
     /// stored) so `GET` shows progress.
     async fn advance(&self, held: &Fence, stage: &str) -> Result<(), Stop> {
+        // Checked first, before any timer is made: a stage abandoned by a cancel or by the
+        // shutdown reaches here on its engine thread while the runtime may be shutting down.
+        if held.token.is_cancelled() {
+            return Err(Stop::Canceled);
+        }
         if !self.config.stage_delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(self.config.stage_delay) => {}
