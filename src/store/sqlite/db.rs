@@ -982,17 +982,13 @@ mod tests {
     #[test]
     fn a_version_3_database_is_upgraded_keeping_its_ledger_balances_and_counts() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("v3.db");
-        {
-            // The schema veneer shipped as version 3 (git show 9582571:schema.sql).
-            let conn = Connection::open(&path).expect("open");
-            conn.execute_batch(include_str!("../../../tests/fixtures/schema_v3.sql"))
-                .expect("v3 schema");
-            conn.pragma_update(None, "user_version", 3)
-                .expect("version");
-            // Through version 3's own trigger: balances 90 subscription, 50 purchased.
-            conn.execute_batch(
-                "INSERT INTO organizations (id, name, created_at)
+        // The schema veneer shipped as version 3 (git show 9582571:schema.sql); the rows go
+        // in through version 3's own trigger: balances 90 subscription, 50 purchased.
+        let path = shipped_database(
+            dir.path(),
+            include_str!("../../../tests/fixtures/schema_v3.sql"),
+            3,
+            "INSERT INTO organizations (id, name, created_at)
                      VALUES ('o1', 'Lab', '2026-01-01T00:00:00+00:00');
                  INSERT INTO jobs (id, org_id, kind, status, inputs, snapshot, credit_cost,
                                    created_at)
@@ -1005,9 +1001,7 @@ mod tests {
                             ('l4', 'o1', 'subscription', -10, 'debit', 'j2', 't'),
                             ('l5', 'o1', 'subscription', 10, 'refund', 'j2', 't');
                  INSERT INTO daily_writes (org_id, day, count) VALUES ('o1', '2026-01-01', 7);",
-            )
-            .expect("v3 rows");
-        }
+        );
         let db = Db::open(&path, 1).expect("upgrade");
         let read = |sql: &'static str| {
             db.read(move |c| {
@@ -1064,36 +1058,23 @@ mod tests {
         });
         assert!(changed.is_err(), "the ledger is append-only: {changed:?}");
 
-        // The upgraded database has exactly the shape of a fresh one.
-        let fresh = Db::open(dir.path().join("fresh.db"), 1).expect("fresh");
-        assert_eq!(
-            db.read(|c| Ok::<_, StoreError>(shape(c))).expect("shape"),
-            fresh
-                .read(|c| Ok::<_, StoreError>(shape(c)))
-                .expect("shape")
-        );
+        assert_shaped_as_fresh(&db, dir.path());
     }
 
     #[test]
     fn a_version_1_database_is_upgraded_keeping_its_variants() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("v1.db");
-        {
-            // The schema veneer shipped as version 1 (git show e44013c~1:schema.sql).
-            let conn = Connection::open(&path).expect("open");
-            conn.execute_batch(include_str!("../../../tests/fixtures/schema_v1.sql"))
-                .expect("v1 schema");
-            conn.pragma_update(None, "user_version", 1)
-                .expect("version");
-            conn.execute_batch(
-                "INSERT INTO organizations (id, name, created_at)
+        // The schema veneer shipped as version 1 (git show e44013c~1:schema.sql).
+        let path = shipped_database(
+            dir.path(),
+            include_str!("../../../tests/fixtures/schema_v1.sql"),
+            1,
+            "INSERT INTO organizations (id, name, created_at)
                      VALUES ('o1', 'Lab', '2026-01-01T00:00:00+00:00');
                  INSERT INTO variants (id, org_id, name, vh, vl, vl_chain_type, created_at)
                      VALUES ('v1', 'o1', 'AntiCD28', 'EVKL', 'DIET', 'kappa',
                              '2026-01-02T00:00:00+00:00');",
-            )
-            .expect("v1 rows");
-        }
+        );
         let db = Db::open(&path, 1).expect("upgrade");
         let (version, row, nanobody) = db
             .write(|tx| {
@@ -1131,13 +1112,30 @@ mod tests {
         });
         assert!(half.is_err());
 
-        // The upgraded database has exactly the shape of a fresh one.
-        let fresh_path = dir.path().join("fresh.db");
-        let fresh = Db::open(&fresh_path, 1).expect("fresh");
-        let upgraded = db.read(|c| Ok::<_, StoreError>(shape(c))).expect("shape");
-        let new = fresh
-            .read(|c| Ok::<_, StoreError>(shape(c)))
-            .expect("shape");
-        assert_eq!(upgraded, new);
+        assert_shaped_as_fresh(&db, dir.path());
+    }
+
+    /// A database file in `dir` made by a shipped `schema` at `version`, with `rows` inserted.
+    fn shipped_database(dir: &Path, schema: &str, version: i64, rows: &str) -> std::path::PathBuf {
+        let path = dir.join(format!("v{version}.db"));
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(schema).expect("the shipped schema");
+        conn.pragma_update(None, "user_version", version)
+            .expect("version");
+        conn.execute_batch(rows).expect("rows");
+        path
+    }
+
+    /// An upgraded database has exactly the shape of a fresh one.
+    fn assert_shaped_as_fresh(upgraded: &Db, dir: &Path) {
+        let fresh = Db::open(dir.join("fresh.db"), 1).expect("fresh");
+        assert_eq!(
+            upgraded
+                .read(|c| Ok::<_, StoreError>(shape(c)))
+                .expect("shape"),
+            fresh
+                .read(|c| Ok::<_, StoreError>(shape(c)))
+                .expect("shape")
+        );
     }
 }
