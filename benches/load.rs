@@ -55,10 +55,8 @@ fn main() {
     );
     let began = Instant::now();
     if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("drain") {
-        // The drain and its ceilings alone (~40 s), for looking at the drain by itself.
-        engine_alone();
-        println!();
-        drains(dir.path());
+        // The drain and its ceilings alone (~1 min), for looking at the drain by itself.
+        drain_part(dir.path());
         return;
     }
     println!();
@@ -68,9 +66,7 @@ fn main() {
     println!();
     cancel_latency(dir.path());
     println!();
-    engine_alone();
-    println!();
-    drains(dir.path());
+    drain_part(dir.path());
     println!();
     println!("| memory | VmRSS |");
     println!("|---|---|");
@@ -885,6 +881,13 @@ fn engine_alone() {
         "| the engine alone, two threads at once (200 jobs) | — | {two:.1} jobs/s ({:.2}× one thread) |",
         two / one
     );
+}
+
+/// Part (4): the engine alone, then the drain in rounds beside it.
+fn drain_part(dir: &std::path::Path) {
+    engine_alone();
+    println!();
+    drains(dir);
 }
 
 /// The drain against the engine alone, interleaved. This machine's speed drifts by tens of

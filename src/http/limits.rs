@@ -50,26 +50,26 @@ impl RateLimiter {
     }
 
     pub fn take(&self, key_id: &str, class: CostClass) -> Decision {
-        let rate = match class {
-            CostClass::Read => self.read,
-            CostClass::Write => self.write,
+        // A key's buckets are kept in this order: read, write.
+        let rates = [self.read, self.write];
+        let slot = match class {
+            CostClass::Read => 0,
+            CostClass::Write => 1,
         };
+        let rate = rates[slot];
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         // Looked up by the borrowed id first: the id is copied only for a key's first request.
         let pair = match buckets.get_mut(key_id) {
             Some(pair) => pair,
             None => buckets.entry(key_id.to_string()).or_insert_with(|| {
-                [self.read, self.write].map(|rate| Bucket {
+                rates.map(|rate| Bucket {
                     tokens: rate.burst,
                     at: now,
                 })
             }),
         };
-        let bucket = &mut pair[match class {
-            CostClass::Read => 0,
-            CostClass::Write => 1,
-        }];
+        let bucket = &mut pair[slot];
         let refill = now.duration_since(bucket.at).as_secs_f64() * rate.per_second;
         bucket.tokens = (bucket.tokens + refill).min(rate.burst);
         bucket.at = now;

@@ -329,7 +329,9 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterS
     }
 }
 
-/// Runs one group in one transaction and answers its writes; whether every write succeeded.
+/// Runs one group in one transaction and answers its writes; false when a write failed or
+/// the transaction could not commit (a group whose transaction could not open ran no write,
+/// and leaves the choice as it was: true).
 ///
 /// Optimistic (or alone), the writes run without savepoints. If one fails, the transaction is
 /// rolled back; a write alone is answered with its error, and a group runs again without the
