@@ -291,6 +291,7 @@ async fn serve(
         },
         requests: Default::default(),
         shutdown: shutdown.clone(),
+        keys: Default::default(),
     });
     let runner_task = tokio::spawn(Arc::clone(&runner).run());
     let server = tokio::spawn(http::serve(

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runner::Runner;
 use crate::service::{jobs, keys};
-use crate::store::charge::{self, WriteCharge};
+use crate::store::charge::{self, Counted, WriteCharge};
 use crate::store::{ApiKey, Store};
 use limits::{Decision, RateLimiter};
 use problem::ApiError;
@@ -62,6 +62,8 @@ pub struct App {
     pub requests: metrics::RequestCounters,
     /// Cancelled when the server starts shutting down: long polls return, new requests get 503.
     pub shutdown: CancellationToken,
+    /// Keys write requests may take from memory, each confirmed by the request's count.
+    pub keys: keys::KeyCache,
 }
 
 /// An authenticated request's context.
@@ -303,31 +305,47 @@ async fn keyed(
     endpoint: Endpoint,
     path: &str,
 ) -> Dispatched {
-    let key = authenticate(app, req.headers())
+    let secret = presented_secret(req.headers()).ok_or((ApiError::Unauthenticated, None))?;
+    // A write request may take its key from memory: its quota count confirms the key live in
+    // the transaction of its first write (service::keys::KeyCache).
+    let writes = endpoint.class() == CostClass::Write;
+    let presented = app
+        .keys
+        .authenticate(&app.store, &secret, writes)
         .await
-        .map_err(|e| (e, None))?;
+        .map_err(|e| (e.into(), None))?
+        .ok_or((ApiError::Unauthenticated, None))?;
     // Rate limits apply to every authenticated request, before its scope is even checked, so
     // a key cannot probe routes for free.
-    let decision = app.config.rate_limiter.take(&key.id, endpoint.class());
+    let decision = app
+        .config
+        .rate_limiter
+        .take(&presented.key.id, endpoint.class());
     let limit = Some(decision);
-    if !decision.allowed {
-        return Err((
-            ApiError::RateLimited {
-                retry_after: decision.retry_after,
-            },
-            limit,
-        ));
-    }
-    if let Some(scope) = endpoint.scope()
-        && !keys::has_scope(&key, scope)
-    {
-        return Err((ApiError::Forbidden(scope), limit));
+    let refusal = if !decision.allowed {
+        Some(ApiError::RateLimited {
+            retry_after: decision.retry_after,
+        })
+    } else {
+        endpoint
+            .scope()
+            .filter(|scope| !keys::has_scope(&presented.key, scope))
+            .map(ApiError::Forbidden)
+    };
+    if let Some(refusal) = refusal {
+        // Refused before any count: a key from memory is read again, so a revoked one hears
+        // 401 rather than what it would have heard while live.
+        return match app.keys.confirm(&app.store, &secret, &presented).await {
+            Ok(true) => Err((refusal, limit)),
+            Ok(false) => Err((ApiError::Unauthenticated, None)),
+            Err(e) => Err((e.into(), limit)),
+        };
     }
     // Every write request counts against the daily quota, and over it answers 429 whatever
     // else it would have answered. Where the store counts it in the request's first write
     // (store::charge), only a request that wrote nothing is counted here, afterwards.
-    let charge = (endpoint.class() == CostClass::Write)
-        .then(|| jobs::write_charge(&key.org_id, app.config.daily_write_quota));
+    let charge = writes.then(|| jobs::write_charge(&presented.key, app.config.daily_write_quota));
+    let key = presented.key.clone();
     // Boxed like the handlers; a future does nothing until awaited, so it is made once here.
     let handler = Box::pin(authorized(app, endpoint, key, route, path, req));
     let handled = match charge {
@@ -344,7 +362,15 @@ async fn keyed(
         },
         None => handler.await,
     };
-    handled.map(|r| (r, limit)).map_err(|e| (e, limit))
+    match handled {
+        Ok(response) => Ok((response, limit)),
+        // The count found the key revoked: no rate-limit headers for a key that is gone.
+        Err(ApiError::Unauthenticated) => {
+            app.keys.forget(&presented);
+            Err((ApiError::Unauthenticated, None))
+        }
+        Err(e) => Err((e, limit)),
+    }
 }
 
 /// An authenticated request past its rate limit, scope and quota: its query, its body, its
@@ -375,7 +401,8 @@ async fn authorized(
     handlers::authenticated(app, endpoint, ctx).await
 }
 
-async fn authenticate(app: &Arc<App>, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
+/// The key a request presents: `Authorization: Bearer …`, else `X-API-Key`.
+fn presented_secret(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -383,23 +410,21 @@ async fn authenticate(app: &Arc<App>, headers: &HeaderMap) -> Result<ApiKey, Api
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    let secret = bearer
+    bearer
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(|s| s.trim().to_string())
-        .ok_or(ApiError::Unauthenticated)?;
-    let key = keys::authenticate(&app.store, &secret).await?;
-    key.ok_or(ApiError::Unauthenticated)
 }
 
-/// Counts a write request in a transaction of its own: `429` over the quota.
+/// Counts a write request in a transaction of its own: `429` over the quota, `401` if its
+/// key has been revoked meanwhile.
 async fn count_write(app: &Arc<App>, charge: &WriteCharge) -> Result<(), ApiError> {
-    if jobs::count_write(&app.store, charge).await? {
-        Ok(())
-    } else {
-        Err(ApiError::QuotaExceeded {
+    match jobs::count_write(&app.store, charge).await? {
+        Counted::Within => Ok(()),
+        Counted::OverQuota => Err(ApiError::QuotaExceeded {
             retry_after: jobs::seconds_to_utc_midnight(),
             quota: charge.quota,
-        })
+        }),
+        Counted::KeyGone => Err(ApiError::Unauthenticated),
     }
 }
 

@@ -50,6 +50,8 @@ impl From<StoreError> for ApiError {
                 retry_after: crate::service::jobs::seconds_to_utc_midnight(),
                 quota,
             },
+            // A key revoked since the request was authenticated (store::charge).
+            StoreError::KeyRevoked => ApiError::Unauthenticated,
             e => ApiError::Service(ServiceError::Store(e)),
         }
     }

@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::ServiceError;
 use super::humanization;
-use crate::store::charge::WriteCharge;
-use crate::store::{CancelDecision, JobRow, Store};
+use crate::store::charge::{Counted, WriteCharge};
+use crate::store::{ApiKey, CancelDecision, JobRow, Store};
 
 /// What a cancel did.
 #[derive(Debug, Clone)]
@@ -106,18 +106,17 @@ pub fn seconds_to_utc_midnight() -> u64 {
 
 /// One write request of the organization, to count against today's quota (shared by every
 /// node on the database).
-pub fn write_charge(org_id: &str, quota: i64) -> WriteCharge {
+pub fn write_charge(key: &ApiKey, quota: i64) -> WriteCharge {
     WriteCharge {
-        org_id: org_id.to_string(),
+        key_id: key.id.clone(),
+        org_id: key.org_id.clone(),
         day: crate::store::now()[..10].to_string(),
         quota,
     }
 }
 
-/// Counts one write request against its quota in a transaction of its own; false when the
-/// quota is used up.
-pub async fn count_write(store: &Store, charge: &WriteCharge) -> Result<bool, ServiceError> {
-    Ok(store
-        .count_write(&charge.org_id, &charge.day, charge.quota)
-        .await?)
+/// Counts one write request against its quota in a transaction of its own, confirming its
+/// key is still live.
+pub async fn count_write(store: &Store, charge: &WriteCharge) -> Result<Counted, ServiceError> {
+    Ok(store.count_write(charge).await?)
 }

@@ -2,6 +2,9 @@
 //! its first 12 characters are stored; a key is found by that public prefix and then matched
 //! by comparing hashes in constant time, so response timing says nothing about the secret.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use base64::Engine;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -95,24 +98,124 @@ pub async fn create(
     Ok((row, key.secret))
 }
 
-/// The live (unrevoked) key matching `secret`, if any. Read from the database on every
-/// request, so a revocation holds on every node at once.
+/// The live (unrevoked) key matching `secret`, if any, read from the database (so a
+/// revocation holds on every node at once).
 pub async fn authenticate(store: &Store, secret: &str) -> Result<Option<ApiKey>, StoreError> {
+    authenticate_hashed(store, secret, &hash(secret)).await
+}
+
+/// [`authenticate`] with the secret's hash already made.
+async fn authenticate_hashed(
+    store: &Store,
+    secret: &str,
+    presented: &[u8],
+) -> Result<Option<ApiKey>, StoreError> {
     if !secret.starts_with(KEY_PREFIX) || secret.len() < DISPLAY_PREFIX_LEN + 8 {
         return Ok(None);
     }
     let Some(prefix) = secret.get(..DISPLAY_PREFIX_LEN) else {
         return Ok(None);
     };
-    let presented = hash(secret);
     let candidates = store.keys_with_prefix(prefix).await?;
     let mut found = None;
     for key in candidates {
-        if bool::from(key.hash.as_slice().ct_eq(presented.as_slice())) {
+        if bool::from(key.hash.as_slice().ct_eq(presented)) {
             found = Some(key);
         }
     }
     Ok(found.filter(|k| k.revoked_at.is_none()))
+}
+
+/// Keys that authenticated lately, by the SHA-256 of their secret, so a write request need
+/// not read its key before it writes. A key from here is only as good as its confirmation:
+/// every write request's quota count confirms its key live in the same transaction as the
+/// request's first write (or in the count's own, for a request that wrote nothing — see
+/// [`charge`](crate::store::charge)), and a request refused before its handler (rate limit,
+/// scope) re-reads its key first. So `veneer keys revoke`, from any process or node, holds at
+/// a cached key's next request. Reads do not use it: their key lookup shares the request's
+/// one read transaction anyway ([`Store::reads_together`]).
+#[derive(Default)]
+pub struct KeyCache {
+    keys: Mutex<HashMap<Vec<u8>, ApiKey>>,
+}
+
+/// Entries kept at most; past it the cache starts again empty (a lab has a handful of keys).
+const CACHED_KEYS: usize = 10_000;
+
+/// A request's key and whether it came from [`KeyCache`] unconfirmed.
+pub struct Presented {
+    pub key: ApiKey,
+    pub from_cache: bool,
+    hash: Vec<u8>,
+}
+
+impl KeyCache {
+    /// The live key matching `secret`: from the cache when `cached_ok` and known, otherwise
+    /// read from the database (and remembered when live, forgotten when not).
+    pub async fn authenticate(
+        &self,
+        store: &Store,
+        secret: &str,
+        cached_ok: bool,
+    ) -> Result<Option<Presented>, StoreError> {
+        let hash = hash(secret);
+        if cached_ok && let Some(key) = self.lock().get(&hash).cloned() {
+            return Ok(Some(Presented {
+                key,
+                from_cache: true,
+                hash,
+            }));
+        }
+        let found = authenticate_hashed(store, secret, &hash).await?;
+        let mut keys = self.lock();
+        match &found {
+            Some(key) => {
+                if keys.len() >= CACHED_KEYS {
+                    keys.clear();
+                }
+                keys.insert(hash.clone(), key.clone());
+            }
+            None => {
+                keys.remove(&hash);
+            }
+        }
+        Ok(found.map(|key| Presented {
+            key,
+            from_cache: false,
+            hash,
+        }))
+    }
+
+    /// Re-reads a key that came from the cache: whether it is still live.
+    pub async fn confirm(
+        &self,
+        store: &Store,
+        secret: &str,
+        presented: &Presented,
+    ) -> Result<bool, StoreError> {
+        if !presented.from_cache {
+            return Ok(true);
+        }
+        let live = authenticate_hashed(store, secret, &presented.hash)
+            .await?
+            .is_some();
+        if !live {
+            self.forget(presented);
+        }
+        Ok(live)
+    }
+
+    /// Drops a key found revoked.
+    pub fn forget(&self, presented: &Presented) {
+        self.lock().remove(&presented.hash);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, ApiKey>> {
+        // A panic elsewhere while holding the lock leaves a map still worth reading.
+        self.keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 pub fn has_scope(key: &ApiKey, scope: &str) -> bool {

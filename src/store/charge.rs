@@ -11,6 +11,11 @@
 //! charge still owed (it wrote nothing: a refusal, a read-only answer) is counted by the HTTP
 //! layer after its handler, and answers `429` instead if that count finds the quota used up —
 //! the same answers as counting first, one transaction fewer for every request that writes.
+//!
+//! The count also confirms the request's key: a key revoked (or gone) since the request was
+//! authenticated counts nothing and its write is not run ([`Counted::KeyGone`]), so a write
+//! request authenticated from memory (`service::keys::KeyCache`) still answers `401` at once
+//! after `veneer keys revoke`, from any process or node on the database.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -18,11 +23,24 @@ use std::future::Future;
 /// One write request's count against the quota.
 #[derive(Debug, Clone)]
 pub struct WriteCharge {
+    /// The key the request was authenticated with, confirmed live by the count.
+    pub key_id: String,
     pub org_id: String,
     /// The UTC day counted against, `YYYY-MM-DD`.
     pub day: String,
     /// The organization's daily limit: the count is refused once it would pass it.
     pub quota: i64,
+}
+
+/// What counting a write request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted, within the quota.
+    Within,
+    /// Not counted: the organization has used its quota for the day.
+    OverQuota,
+    /// Not counted: the request's key is revoked or no longer exists.
+    KeyGone,
 }
 
 tokio::task_local! {
@@ -57,6 +75,7 @@ mod tests {
 
     fn charge() -> WriteCharge {
         WriteCharge {
+            key_id: "key".into(),
             org_id: "org".into(),
             day: "2026-12-03".into(),
             quota: 5,

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 pub use model::*;
 
+use charge::{Counted, WriteCharge};
+
 /// Everything a store operation can fail with. The backend's own error is kept as text and
 /// source only, so callers never depend on which database answered.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,10 @@ pub enum StoreError {
     /// (counted in the write's own transaction, see [`charge`]).
     #[error("the organization has used its {quota} writes for today")]
     QuotaExceeded { quota: i64 },
+    /// The request's write was not run: its API key was revoked (or removed) after the
+    /// request was authenticated (confirmed in the write's own transaction, see [`charge`]).
+    #[error("the request's API key is revoked")]
+    KeyRevoked,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -244,14 +250,10 @@ impl Store {
         }
     }
 
-    /// Counts one write for the organization on `day`; false (nothing counted) over `quota`.
-    pub async fn count_write(
-        &self,
-        org_id: &str,
-        day: &str,
-        quota: i64,
-    ) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.count_write(org_id, day, quota).await)
+    /// Counts one write request against its organization's quota for its day, once its key
+    /// is confirmed live, in one transaction of its own.
+    pub async fn count_write(&self, charge: &WriteCharge) -> Result<Counted, StoreError> {
+        on_backend!(self, b => b.count_write(charge).await)
     }
 
     pub async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {

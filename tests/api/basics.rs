@@ -127,6 +127,169 @@ fn authentication_by_bearer_or_header_and_revocation() {
     s.get("/v1/organization").problem(401, "unauthenticated");
 }
 
+/// The key's id, as `veneer keys list` prints it, for the key starting with `secret`'s prefix.
+fn key_id(s: &Server, org: &str, secret: &str) -> String {
+    let (ok, listed) = s.admin(&["keys", "list", "--org", org]);
+    assert!(ok);
+    let line = listed
+        .lines()
+        .find(|l| l.contains(&secret[..12]))
+        .expect("the key is listed");
+    line.split('\t').next().expect("key id").to_string()
+}
+
+/// A 401 for a key that is gone: a problem, and no rate-limit headers (it is no longer a key).
+fn refused_as_revoked(r: &crate::common::Resp) {
+    r.problem(401, "unauthenticated");
+    assert_eq!(r.header("x-ratelimit-limit"), None, "{}", r.text);
+}
+
+#[test]
+fn a_revoked_key_is_refused_at_its_next_write_whatever_it_would_have_answered() {
+    // Write requests may take their key from memory; each is confirmed live in the request's
+    // own count, so a revocation by another process holds at the key's very next request.
+    let s = Server::start(&["--paused"]);
+    let (org, key) = s.new_org("revoked", 100, None);
+    let (_, reader) = s.new_org("readers", 5, Some("variants:read"));
+    let (ok, watcher) = s.admin(&["keys", "create", "--org", &org]);
+    assert!(ok);
+    let watcher = watcher.trim().to_string();
+
+    // Every kind of write answer while the key is live, each from the key in memory after the
+    // first: 201 created, 202 accepted, 200 canceled, 400 refused, 404 unknown.
+    let variant = s.create_variant_as(&key);
+    let submit = json!({ "variant_id": variant });
+    let r = s.as_key(&key, "POST", "/v1/humanizations", Some(submit.clone()));
+    assert_eq!(r.status, 202, "{}", r.text);
+    let pending = r.json["id"].as_str().expect("id").to_string();
+    let r = s.as_key(&key, "POST", "/v1/humanizations", Some(submit.clone()));
+    assert_eq!(r.status, 202, "{}", r.text);
+    let canceled = r.json["id"].as_str().expect("id").to_string();
+    let r = s.as_key(
+        &key,
+        "POST",
+        &format!("/v1/humanizations/{canceled}/cancel"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.as_key(&key, "POST", "/v1/variants", Some(json!({ "name": "x" })))
+        .problem(400, "invalid_request");
+    let unknown = "01a20651-60bf-7071-8acf-dd18d042cc9e";
+    s.as_key(&key, "POST", &format!("/v1/jobs/{unknown}/cancel"), None)
+        .problem(404, "not_found");
+    s.as_key(
+        &reader,
+        "POST",
+        "/v1/variants",
+        Some(json!({ "name": "a", "vh": VH, "vl": VL })),
+    )
+    .problem(403, "forbidden");
+    let org_before = s.as_key(&watcher, "GET", "/v1/organization", None);
+    let variants_before = s.all_pages(&watcher, "/v1/variants").len();
+    let jobs_before = s.all_pages(&watcher, "/v1/humanizations").len();
+
+    let (ok, _) = s.admin(&["keys", "revoke", &key_id(&s, &org, &key)]);
+    assert!(ok);
+    let reader_org = s.as_key(&reader, "GET", "/v1/organization", None).json["id"]
+        .as_str()
+        .expect("org id")
+        .to_string();
+    let (ok, _) = s.admin(&["keys", "revoke", &key_id(&s, &reader_org, &reader)]);
+    assert!(ok);
+
+    // Each write answer now 401, whatever it would have been, and none of them wrote.
+    let variant_body = json!({ "name": "after", "vh": VH, "vl": VL });
+    refused_as_revoked(&s.as_key(&key, "POST", "/v1/variants", Some(variant_body.clone())));
+    refused_as_revoked(&s.as_key(&key, "POST", "/v1/humanizations", Some(submit)));
+    refused_as_revoked(&s.as_key(
+        &key,
+        "POST",
+        &format!("/v1/humanizations/{pending}/cancel"),
+        None,
+    ));
+    refused_as_revoked(&s.as_key(&key, "POST", "/v1/variants", Some(json!({ "name": "x" }))));
+    refused_as_revoked(&s.as_key(&key, "POST", &format!("/v1/jobs/{unknown}/cancel"), None));
+    refused_as_revoked(&s.as_key(&reader, "POST", "/v1/variants", Some(variant_body)));
+    refused_as_revoked(&s.as_key(&key, "GET", "/v1/organization", None));
+
+    let org_after = s.as_key(&watcher, "GET", "/v1/organization", None);
+    assert_eq!(
+        org_after.json["credit_balance"],
+        org_before.json["credit_balance"]
+    );
+    assert_eq!(s.all_pages(&watcher, "/v1/variants").len(), variants_before);
+    assert_eq!(
+        s.all_pages(&watcher, "/v1/humanizations").len(),
+        jobs_before
+    );
+    let job = s.as_key(
+        &watcher,
+        "GET",
+        &format!("/v1/humanizations/{pending}"),
+        None,
+    );
+    assert_eq!(job.json["status"], "pending", "{}", job.text);
+    // The organization's other key writes on.
+    assert_eq!(s.create_variant_as(&watcher).len(), 36);
+}
+
+#[test]
+fn a_revoked_key_past_its_rate_limit_or_quota_hears_401() {
+    // One write per key per ~3 hours, two per organization per day: a key's second write is
+    // past its rate limit, an organization's third past its quota.
+    let s = Server::start(&[
+        "--write-rate",
+        "0.0001",
+        "--write-burst",
+        "1",
+        "--daily-write-quota",
+        "2",
+    ]);
+    let (org, limited) = s.new_org("limited", 5, None);
+    s.create_variant_as(&limited);
+    s.as_key(
+        &limited,
+        "POST",
+        "/v1/variants",
+        Some(json!({ "name": "a", "vh": VH, "vl": VL })),
+    )
+    .problem(429, "rate_limited");
+    let (ok, _) = s.admin(&["keys", "revoke", &key_id(&s, &org, &limited)]);
+    assert!(ok);
+    refused_as_revoked(&s.as_key(
+        &limited,
+        "POST",
+        "/v1/variants",
+        Some(json!({ "name": "b", "vh": VH, "vl": VL })),
+    ));
+
+    let (org, first) = s.new_org("quota", 5, None);
+    let (ok, second) = s.admin(&["keys", "create", "--org", &org]);
+    assert!(ok);
+    let second = second.trim().to_string();
+    s.create_variant_as(&first);
+    s.create_variant_as(&second);
+    let (ok, third) = s.admin(&["keys", "create", "--org", &org]);
+    assert!(ok);
+    let third = third.trim().to_string();
+    // Used up: a live key hears 429; once revoked, a key that wrote hears 401.
+    s.as_key(
+        &third,
+        "POST",
+        "/v1/variants",
+        Some(json!({ "name": "c", "vh": VH, "vl": VL })),
+    )
+    .problem(429, "quota_exceeded");
+    let (ok, _) = s.admin(&["keys", "revoke", &key_id(&s, &org, &first)]);
+    assert!(ok);
+    refused_as_revoked(&s.as_key(
+        &first,
+        "POST",
+        "/v1/variants",
+        Some(json!({ "name": "d", "vh": VH, "vl": VL })),
+    ));
+}
+
 #[test]
 fn scopes_limit_routes() {
     let s = Server::start(&[]);

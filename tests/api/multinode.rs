@@ -419,8 +419,11 @@ fn pause_resume_and_key_revocation_reach_every_node_within_a_second() {
     );
 
     let (org, key) = nodes[0].new_org("lab two", 5, None);
+    // A write on each node first, so each holds the key in memory (service::keys::KeyCache).
     for n in nodes.iter() {
         assert_eq!(n.as_key(&key, "GET", "/v1/organization", None).status, 200);
+        let r = n.as_key(&key, "POST", "/v1/variants", Some(json!({ "name": "x" })));
+        r.problem(400, "invalid_request");
     }
     let (ok, listed) = nodes[0].admin(&["keys", "list", "--org", &org]);
     assert!(ok);
@@ -429,6 +432,8 @@ fn pause_resume_and_key_revocation_reach_every_node_within_a_second() {
     let revoked = Instant::now();
     for n in nodes.iter() {
         n.as_key(&key, "GET", "/v1/organization", None)
+            .problem(401, "unauthenticated");
+        n.as_key(&key, "POST", "/v1/variants", Some(json!({ "name": "x" })))
             .problem(401, "unauthenticated");
     }
     assert!(revoked.elapsed() <= Duration::from_secs(1));

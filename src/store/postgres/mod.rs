@@ -17,6 +17,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
+use super::charge::{Counted, WriteCharge};
 use super::model::*;
 use super::{StoreError, format_timestamp, new_id};
 
@@ -621,25 +622,35 @@ impl Postgres {
             .collect())
     }
 
-    pub async fn count_write(
-        &self,
-        org_id: &str,
-        day: &str,
-        quota: i64,
-    ) -> Result<bool, StoreError> {
-        let org_id = need_uid(org_id)?;
-        let day: jiff::civil::Date = day
+    /// One statement: the key's liveness and, only if live, the count.
+    pub async fn count_write(&self, charge: &WriteCharge) -> Result<Counted, StoreError> {
+        let org_id = need_uid(&charge.org_id)?;
+        let Some(key_id) = uid(&charge.key_id) else {
+            return Ok(Counted::KeyGone);
+        };
+        let day: jiff::civil::Date = charge
+            .day
             .parse()
-            .map_err(|e| StoreError::Refused(format!("{day:?} is not a date: {e}")))?;
-        let count = self
+            .map_err(|e| StoreError::Refused(format!("{:?} is not a date: {e}", charge.day)))?;
+        let row = self
             .query_opt(
-                "INSERT INTO daily_writes (org_id, day, count) VALUES ($1, $2, 1) \
-                 ON CONFLICT (org_id, day) DO UPDATE SET count = daily_writes.count + 1 \
-                 WHERE daily_writes.count < $3 RETURNING count",
-                &[&org_id, &day, &quota],
+                "WITH live AS (SELECT EXISTS (SELECT 1 FROM api_keys \
+                     WHERE id = $4 AND revoked_at IS NULL) AS ok), \
+                 counted AS (INSERT INTO daily_writes (org_id, day, count) \
+                     SELECT $1, $2, 1 FROM live WHERE ok \
+                     ON CONFLICT (org_id, day) DO UPDATE SET count = daily_writes.count + 1 \
+                     WHERE daily_writes.count < $3 RETURNING count) \
+                 SELECT (SELECT ok FROM live), (SELECT count FROM counted)",
+                &[&org_id, &day, &charge.quota, &key_id],
             )
-            .await?;
-        Ok(matches!(count.map(|r| r.get::<_, i64>(0)), Some(c) if c <= quota))
+            .await?
+            .ok_or_else(|| StoreError::Task("the count returned no row".into()))?;
+        let (live, count): (bool, Option<i64>) = (row.get(0), row.get(1));
+        Ok(match count {
+            _ if !live => Counted::KeyGone,
+            Some(c) if c <= charge.quota => Counted::Within,
+            _ => Counted::OverQuota,
+        })
     }
 
     pub async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use super::charge::{Counted, WriteCharge};
 use super::model::*;
 use super::{StoreError, charge, now};
 pub use db::Db;
@@ -48,7 +49,8 @@ impl Sqlite {
 
     /// Runs a write in the writer's transaction, counting in it the quota charge the request
     /// owes if it still owes one ([`charge`](crate::store::charge)): over the quota, `f` is not
-    /// run and the answer is [`StoreError::QuotaExceeded`]; if `f` fails, its count is rolled
+    /// run and the answer is [`StoreError::QuotaExceeded`]; with the request's key revoked,
+    /// [`StoreError::KeyRevoked`]; if `f` fails, its count is rolled
     /// back with it and the charge given back for the request's next write (or the HTTP
     /// layer's own count).
     async fn counted<T, E, F>(&self, f: F) -> Result<T, E>
@@ -64,16 +66,18 @@ impl Sqlite {
         let ran = self
             .db
             .write_async(move |tx| {
-                let within =
-                    requests::count_write(tx, &counted.org_id, &counted.day, counted.quota)
-                        .map_err(StoreError::from)?;
-                // Over the quota nothing was counted and `f` does not run.
-                if within { f(tx).map(Some) } else { Ok(None) }
+                // Refused (over the quota, or the key revoked), nothing was counted and `f`
+                // does not run.
+                match requests::count_write(tx, &counted).map_err(StoreError::from)? {
+                    Counted::Within => f(tx).map(Ok),
+                    refused => Ok(Err(refused)),
+                }
             })
             .await;
         match ran {
-            Ok(Some(value)) => Ok(value),
-            Ok(None) => Err(StoreError::QuotaExceeded { quota: owed.quota }.into()),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Counted::KeyGone)) => Err(StoreError::KeyRevoked.into()),
+            Ok(Err(_)) => Err(StoreError::QuotaExceeded { quota: owed.quota }.into()),
             Err(e) => {
                 charge::restore(owed);
                 Err(e)
@@ -206,16 +210,11 @@ impl Sqlite {
             .await
     }
 
-    pub async fn count_write(
-        &self,
-        org_id: &str,
-        day: &str,
-        quota: i64,
-    ) -> Result<bool, StoreError> {
-        let (org_id, day) = (org_id.to_string(), day.to_string());
+    pub async fn count_write(&self, charge: &WriteCharge) -> Result<Counted, StoreError> {
+        let charge = charge.clone();
         // Its own transaction: the count of a request whose writes did not take its charge.
         self.db
-            .write_async(move |tx| Ok(requests::count_write(tx, &org_id, &day, quota)?))
+            .write_async(move |tx| Ok(requests::count_write(tx, &charge)?))
             .await
     }
 

@@ -2,6 +2,7 @@
 //! write quota, and the operator settings a running server polls.
 
 use super::db::exec;
+use crate::store::charge::{Counted, WriteCharge};
 use crate::store::model::{IdempotencyScope, StoredResponse};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -118,9 +119,17 @@ pub fn sweep_keys(tx: &Connection, now: &str, abandoned_before: &str) -> rusqlit
     Ok(expired + abandoned)
 }
 
-/// Counts one write for the organization today; false (and nothing counted) when the day's
-/// quota is already used up.
-pub fn count_write(tx: &Connection, org_id: &str, day: &str, quota: i64) -> rusqlite::Result<bool> {
+/// Counts one write request for its organization on its day, once its key is confirmed live;
+/// nothing is counted when the key is revoked or gone, or the day's quota is used up.
+pub fn count_write(tx: &Connection, charge: &WriteCharge) -> rusqlite::Result<Counted> {
+    let live: Option<bool> = tx
+        .prepare_cached("SELECT revoked_at IS NULL FROM api_keys WHERE id = ?1")?
+        .query_row([&charge.key_id], |r| r.get(0))
+        .optional()?;
+    if live != Some(true) {
+        return Ok(Counted::KeyGone);
+    }
+    let (org_id, day, quota) = (&charge.org_id, &charge.day, charge.quota);
     let count: Option<i64> = tx
         .prepare_cached(
             "INSERT INTO daily_writes (org_id, day, count) VALUES (?1, ?2, 1) \
@@ -129,7 +138,10 @@ pub fn count_write(tx: &Connection, org_id: &str, day: &str, quota: i64) -> rusq
         )?
         .query_row(params![org_id, day, quota], |r| r.get(0))
         .optional()?;
-    Ok(matches!(count, Some(c) if c <= quota))
+    Ok(match count {
+        Some(c) if c <= quota => Counted::Within,
+        _ => Counted::OverQuota,
+    })
 }
 
 pub fn get_setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
