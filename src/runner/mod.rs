@@ -131,6 +131,9 @@ struct Holding {
     done: watch::Sender<bool>,
 }
 
+/// A stage's record in flight: its write, spawned on the runtime.
+type Recording = tokio::task::JoinHandle<Result<StageWrite, StoreError>>;
+
 /// What a held job's stage writes check and fence, for the thread that runs its stages.
 #[derive(Clone)]
 struct Fence {
@@ -486,6 +489,15 @@ impl Runner {
     /// arrived; the stage is persisted (fenced by the attempt, refused once a cancel is
     /// stored) so `GET` shows progress.
     async fn advance(&self, held: &Fence, stage: &str) -> Result<(), Stop> {
+        let recording = self.enter(held, stage).await?;
+        Self::recorded(held, recording).await
+    }
+
+    /// [`advance`](Self::advance) up to its write, which is sent on its way: a stage's engine
+    /// work need not wait for its record to commit, only the next stage for its answer
+    /// ([`recorded`](Self::recorded)). A cancel reaches the engine work by the token at once
+    /// whatever its stage's record is doing.
+    async fn enter(&self, held: &Fence, stage: &str) -> Result<Recording, Stop> {
         // Checked first, before any timer is made: a stage abandoned by a cancel or by the
         // shutdown reaches here on its engine thread while the runtime may be shutting down.
         if held.token.is_cancelled() {
@@ -504,11 +516,25 @@ impl Runner {
             }
             control.stage = stage.to_string();
         }
-        match self
-            .store
-            .set_stage(&held.job_id, held.attempt, stage)
-            .await?
-        {
+        let (store, job_id, attempt, stage) = (
+            self.store.clone(),
+            held.job_id.clone(),
+            held.attempt,
+            stage.to_string(),
+        );
+        Ok(tokio::spawn(async move {
+            store.set_stage(&job_id, attempt, &stage).await
+        }))
+    }
+
+    /// A stage's record, answered: a cancel stored meanwhile, or the job lost to another
+    /// node, stops the job.
+    async fn recorded(held: &Fence, recording: Recording) -> Result<(), Stop> {
+        let written = recording.await.map_err(|e| Stop::Failed {
+            code: "internal",
+            detail: format!("a stage's record stopped: {e}"),
+        })??;
+        match written {
             StageWrite::Recorded => Ok(()),
             StageWrite::CancelRequested => {
                 let mut control = lock(&held.control);
@@ -573,13 +599,23 @@ impl Runner {
                 detail: format!("the parental report could not be made: {e}"),
             })?;
             let mut results = Vec::with_capacity(designs.len());
+            // Each stage computes while its record commits; the next stage (or the end of the
+            // last) waits for that record's answer first, so at most one is in flight and they
+            // commit in order.
+            let mut recording = None;
             for spec in designs {
                 let strategy = spec.strategy;
-                runtime.block_on(runner.advance(&fence, strategy.name()))?;
+                if let Some(previous) = recording.take() {
+                    runtime.block_on(Self::recorded(&fence, previous))?;
+                }
+                recording = Some(runtime.block_on(runner.enter(&fence, strategy.name()))?);
                 results.push(humanizer.run(&variant, spec).map_err(|e| Stop::Failed {
                     code: "internal",
                     detail: format!("strategy {strategy} could not run: {e}"),
                 })?);
+            }
+            if let Some(last) = recording {
+                runtime.block_on(Self::recorded(&fence, last))?;
             }
             crate::engine::humanize::rank_designs(&mut results);
             let results = serde_json::to_string(&results).map_err(|e| Stop::Failed {
