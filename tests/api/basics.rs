@@ -245,49 +245,34 @@ fn a_revoked_key_past_its_rate_limit_or_quota_hears_401() {
         "--daily-write-quota",
         "2",
     ]);
+    let post_variant = |key: &str, name: &str| {
+        let body = json!({ "name": name, "vh": VH, "vl": VL });
+        s.as_key(key, "POST", "/v1/variants", Some(body))
+    };
+    let revoke = |org: &str, key: &str| {
+        let (ok, _) = s.admin(&["keys", "revoke", &key_id(&s, org, key)]);
+        assert!(ok);
+    };
+    let another_key = |org: &str| {
+        let (ok, key) = s.admin(&["keys", "create", "--org", org]);
+        assert!(ok);
+        key.trim().to_string()
+    };
+
     let (org, limited) = s.new_org("limited", 5, None);
     s.create_variant_as(&limited);
-    s.as_key(
-        &limited,
-        "POST",
-        "/v1/variants",
-        Some(json!({ "name": "a", "vh": VH, "vl": VL })),
-    )
-    .problem(429, "rate_limited");
-    let (ok, _) = s.admin(&["keys", "revoke", &key_id(&s, &org, &limited)]);
-    assert!(ok);
-    refused_as_revoked(&s.as_key(
-        &limited,
-        "POST",
-        "/v1/variants",
-        Some(json!({ "name": "b", "vh": VH, "vl": VL })),
-    ));
+    post_variant(&limited, "a").problem(429, "rate_limited");
+    revoke(&org, &limited);
+    refused_as_revoked(&post_variant(&limited, "b"));
 
     let (org, first) = s.new_org("quota", 5, None);
-    let (ok, second) = s.admin(&["keys", "create", "--org", &org]);
-    assert!(ok);
-    let second = second.trim().to_string();
+    let second = another_key(&org);
     s.create_variant_as(&first);
     s.create_variant_as(&second);
-    let (ok, third) = s.admin(&["keys", "create", "--org", &org]);
-    assert!(ok);
-    let third = third.trim().to_string();
     // Used up: a live key hears 429; once revoked, a key that wrote hears 401.
-    s.as_key(
-        &third,
-        "POST",
-        "/v1/variants",
-        Some(json!({ "name": "c", "vh": VH, "vl": VL })),
-    )
-    .problem(429, "quota_exceeded");
-    let (ok, _) = s.admin(&["keys", "revoke", &key_id(&s, &org, &first)]);
-    assert!(ok);
-    refused_as_revoked(&s.as_key(
-        &first,
-        "POST",
-        "/v1/variants",
-        Some(json!({ "name": "d", "vh": VH, "vl": VL })),
-    ));
+    post_variant(&another_key(&org), "c").problem(429, "quota_exceeded");
+    revoke(&org, &first);
+    refused_as_revoked(&post_variant(&first, "d"));
 }
 
 #[test]
