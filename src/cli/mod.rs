@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod humanize;
+pub mod log;
 pub mod number;
 pub mod progress;
 pub mod serve;

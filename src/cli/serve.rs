@@ -120,7 +120,7 @@ pub fn run(db: &str, args: ServeArgs) -> Result<(), String> {
         }
     }
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(super::log::Stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -165,13 +165,18 @@ impl Lanes {
         for i in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(super::log::write_held)
                 .build()
                 .map_err(|e| format!("cannot start an API thread's runtime: {e}"))?;
             lanes.handles.push(runtime.handle().clone());
             let stop = stop.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("veneer-http-{i}"))
-                .spawn(move || runtime.block_on(stop.cancelled()))
+                .spawn(move || {
+                    super::log::hold_on_this_thread();
+                    runtime.block_on(stop.cancelled());
+                    super::log::write_held();
+                })
                 .map_err(|e| format!("cannot start an API thread: {e}"))?;
             lanes.threads.push(thread);
         }
