@@ -169,12 +169,15 @@ impl KeyCache {
         let found = authenticate_hashed(store, secret, &hash).await?;
         let mut keys = self.lock();
         match &found {
-            Some(key) => {
+            // A key's entry never changes while it is live (only revocation writes a key), so
+            // a read request finding its key already held copies nothing.
+            Some(key) if !keys.contains_key(&hash) => {
                 if keys.len() >= CACHED_KEYS {
                     keys.clear();
                 }
                 keys.insert(hash.clone(), key.clone());
             }
+            Some(_) => {}
             None => {
                 keys.remove(&hash);
             }
