@@ -173,9 +173,9 @@ impl Lanes {
             let thread = std::thread::Builder::new()
                 .name(format!("veneer-http-{i}"))
                 .spawn(move || {
+                    // Lines still held when the thread ends are written out as it ends.
                     super::log::hold_on_this_thread();
                     runtime.block_on(stop.cancelled());
-                    super::log::write_held();
                 })
                 .map_err(|e| format!("cannot start an API thread: {e}"))?;
             lanes.threads.push(thread);

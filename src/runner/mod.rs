@@ -489,33 +489,20 @@ impl Runner {
     /// arrived; the stage is persisted (fenced by the attempt, refused once a cancel is
     /// stored) so `GET` shows progress.
     async fn advance(&self, held: &Fence, stage: &str) -> Result<(), Stop> {
-        let recording = self.enter(held, stage).await?;
-        Self::recorded(held, recording).await
+        self.begin(held, stage).await?;
+        let written = self
+            .store
+            .set_stage(&held.job_id, held.attempt, stage)
+            .await?;
+        Self::answered(held, written)
     }
 
-    /// [`advance`](Self::advance) up to its write, which is sent on its way: a stage's engine
-    /// work need not wait for its record to commit, only the next stage for its answer
+    /// [`advance`](Self::advance) with its write sent on its way: a stage's engine work need
+    /// not wait for its record to commit, only the next stage for its answer
     /// ([`recorded`](Self::recorded)). A cancel reaches the engine work by the token at once
     /// whatever its stage's record is doing.
     async fn enter(&self, held: &Fence, stage: &str) -> Result<Recording, Stop> {
-        // Checked first, before any timer is made: a stage abandoned by a cancel or by the
-        // shutdown reaches here on its engine thread while the runtime may be shutting down.
-        if held.token.is_cancelled() {
-            return Err(Stop::Canceled);
-        }
-        if !self.config.stage_delay.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.stage_delay) => {}
-                _ = held.token.cancelled() => return Err(Stop::Canceled),
-            }
-        }
-        {
-            let mut control = lock(&held.control);
-            if control.reason.is_some() || held.token.is_cancelled() {
-                return Err(Stop::Canceled);
-            }
-            control.stage = stage.to_string();
-        }
+        self.begin(held, stage).await?;
         let (store, job_id, attempt, stage) = (
             self.store.clone(),
             held.job_id.clone(),
@@ -527,13 +514,40 @@ impl Runner {
         }))
     }
 
-    /// A stage's record, answered: a cancel stored meanwhile, or the job lost to another
-    /// node, stops the job.
+    /// A stage's record sent by [`enter`](Self::enter), answered.
     async fn recorded(held: &Fence, recording: Recording) -> Result<(), Stop> {
         let written = recording.await.map_err(|e| Stop::Failed {
             code: "internal",
             detail: format!("a stage's record stopped: {e}"),
         })??;
+        Self::answered(held, written)
+    }
+
+    /// A stage's start, before its record: the stage delay, then `stage` unless a cancel
+    /// arrived.
+    async fn begin(&self, held: &Fence, stage: &str) -> Result<(), Stop> {
+        // Checked first, before any timer is made: a stage abandoned by a cancel or by the
+        // shutdown reaches here on its engine thread while the runtime may be shutting down.
+        if held.token.is_cancelled() {
+            return Err(Stop::Canceled);
+        }
+        if !self.config.stage_delay.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.stage_delay) => {}
+                _ = held.token.cancelled() => return Err(Stop::Canceled),
+            }
+        }
+        let mut control = lock(&held.control);
+        if control.reason.is_some() || held.token.is_cancelled() {
+            return Err(Stop::Canceled);
+        }
+        control.stage = stage.to_string();
+        Ok(())
+    }
+
+    /// What a stage's record answered: a cancel stored meanwhile, or the job lost to another
+    /// node, stops the job.
+    fn answered(held: &Fence, written: StageWrite) -> Result<(), Stop> {
         match written {
             StageWrite::Recorded => Ok(()),
             StageWrite::CancelRequested => {
