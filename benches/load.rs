@@ -10,7 +10,8 @@
 //! second by the real engine at `--workers 1` and `2`, in rounds interleaved with the engine
 //! alone on one and two threads; (5) the server's resident memory with 100,000 jobs in its
 //! database while it serves GETs. Everything talks to 127.0.0.1 only, and every loop is
-//! bounded in count and time. `VENEER_BENCH_ONLY=drain` runs (4) alone (~1 min);
+//! bounded in count and time. `VENEER_BENCH_ONLY=drain` runs (4) alone (~1 min),
+//! `VENEER_BENCH_ONLY=routes` (1) and (2) alone;
 //! `VENEER_BENCH_NO_POSTGRES=1` skips the PostgreSQL part.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -57,6 +58,13 @@ fn main() {
     if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("drain") {
         // The drain and its ceilings alone (~1 min), for looking at the drain by itself.
         drain_part(dir.path());
+        return;
+    }
+    if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("routes") {
+        // The route phases and their ceilings alone (~40 s).
+        let raw = raw_sqlite(dir.path());
+        println!();
+        http_routes(dir.path(), raw);
         return;
     }
     println!();
@@ -782,6 +790,15 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
             &[("trivial route beside it", (before + after) / 2.0)],
         );
     }
+    get_rounds(&trivial_phase, &|| {
+        drive(
+            &server.addr,
+            &server.key,
+            CLIENTS,
+            reads_for(CLIENTS),
+            get_request(&target),
+        )
+    });
     let _ = trivial.kill();
     let _ = trivial.wait();
     let pending = Arc::new(pending);
@@ -804,6 +821,29 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
         offset += total;
     }
     trivial_rates[1]
+}
+
+/// `GET /v1/humanizations/{id}` at [`CLIENTS`] connections again, in rounds: one GET phase is
+/// under a second, and this machine's speed drifts by tens of per cent within seconds, so
+/// each of `ROUNDS` rounds reads its GET phase against the trivial route's phases just before
+/// and after it, and the median over rounds is the figure (as the drain's rounds do).
+fn get_rounds(trivial: &dyn Fn(usize) -> Phase, get: &dyn Fn() -> Phase) {
+    const ROUNDS: usize = 7;
+    let mut ratios = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let before = trivial(CLIENTS).rate();
+        let p = get();
+        let after = trivial(CLIENTS).rate();
+        ratios.push(p.rate() / ((before + after) / 2.0));
+    }
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{:.1}", 100.0 * r)).collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "| `GET /v1/humanizations/{{id}}` in {ROUNDS} rounds, each between two trivial-route phases (rounds: {} %) | {CLIENTS} | {ROUNDS} × {} | — | — | — | median {:.1} % of trivial route beside it |",
+        shown.join(", "),
+        reads_for(CLIENTS),
+        100.0 * ratios[ROUNDS / 2]
+    );
 }
 
 fn proc_status(pid: u32, key: &str) -> String {

@@ -386,7 +386,8 @@ impl Store {
         on_backend!(self, b => b.set_stage(job_id, attempt, stage).await)
     }
 
-    /// Completes a job this attempt holds; false when it no longer does.
+    /// Completes a job this attempt holds unless a cancel is stored on it (`CancelRequested`,
+    /// nothing written) or it is no longer this attempt's (`Lost`).
     pub async fn complete(
         &self,
         job_id: &str,
@@ -394,7 +395,7 @@ impl Store {
         results: String,
         parental: String,
         duration_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StageWrite, StoreError> {
         on_backend!(self, b => b.complete(job_id, attempt, results, parental, duration_ms).await)
     }
 

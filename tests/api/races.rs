@@ -63,11 +63,23 @@ fn a_failing_pipeline_ends_failed_with_a_problem_and_one_refund() {
 
 #[test]
 fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
+    cancels_racing_completion("3");
+}
+
+/// The same with no stage delay, where `finalizing` and the results are one transaction.
+#[test]
+fn cancels_racing_an_undelayed_completion_never_lose_a_job_or_double_count_credits() {
+    cancels_racing_completion("0");
+}
+
+/// 48 jobs on 8 workers, each canceled at a different delay after its submit so the cancels
+/// land in every state; every job ends once, debited once, refunded exactly when canceled.
+fn cancels_racing_completion(stage_delay_ms: &str) {
     let s = Arc::new(Server::start(&crate::common::fast(&[
         "--workers",
         "8",
         "--stage-delay-ms",
-        "3",
+        stage_delay_ms,
     ])));
     let variant = s.create_variant("v");
     let threads: Vec<_> = (0..8)
@@ -81,7 +93,7 @@ fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
                     assert_eq!(r.status, 202, "{}", r.text);
                     let id = id_of(&r.json);
                     // Vary how long the cancel trails the submit, to land in every state.
-                    std::thread::sleep(Duration::from_millis(((t * 7 + i * 13) % 60) as u64));
+                    std::thread::sleep(Duration::from_millis(((t * 37 + i * 101) % 600) as u64));
                     let route = if (t + i) % 2 == 0 {
                         format!("/v1/humanizations/{id}/cancel")
                     } else {
@@ -162,6 +174,69 @@ fn cancels_racing_completion_never_lose_a_job_or_double_count_credits() {
     eprintln!(
         "{canceled} of {} jobs were canceled, the rest completed",
         ends.len()
+    );
+}
+
+/// With no stage delay a job's `finalizing` and its results are one transaction, so that
+/// transaction must refuse a cancel stored before it (the runner then ends the job canceled
+/// and refunded) and an attempt that is no longer the job's, and otherwise complete it. The
+/// holder here is this test, through the library, beside an API-only server.
+#[test]
+fn completing_refuses_a_stored_cancel_and_a_lost_attempt() {
+    use veneer::service::humanization::FIRST_STAGE;
+    use veneer::store::{StageWrite, Store};
+    let s = Server::start(&["--workers", "0"]);
+    let variant = s.create_variant("v");
+    let canceled = id_of(&s.submit(&variant).json);
+    let completed = id_of(&s.submit(&variant).json);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = rt.block_on(Store::open(&s.db(), 2)).expect("store");
+    let claim = || {
+        rt.block_on(store.claim_next(
+            FIRST_STAGE,
+            "test-holder",
+            Duration::from_secs(600),
+            |orgs| orgs.into_iter().map(|(org, _)| org).collect(),
+        ))
+        .expect("claim")
+        .expect("a pending job")
+    };
+    let complete = |id: &str, attempt: i64| {
+        rt.block_on(store.complete(id, attempt, "[]".into(), "{}".into(), 1))
+            .expect("complete")
+    };
+    let first = claim();
+    assert_eq!(first.job.id, canceled, "the older job is claimed first");
+    // Nobody here stops it at the cancel's signal: the answer, after its bounded wait, is the
+    // job still running with the cancel stored.
+    let c = s.cancel(&canceled);
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert_eq!(
+        complete(&canceled, first.attempt),
+        StageWrite::CancelRequested
+    );
+    let job = s.get(&format!("/v1/humanizations/{canceled}")).json;
+    assert_eq!(job["status"], "running", "{job}");
+    assert!(job["results"].is_null(), "{job}");
+
+    let second = claim();
+    assert_eq!(second.job.id, completed);
+    assert_eq!(complete(&completed, second.attempt + 1), StageWrite::Lost);
+    assert_eq!(
+        s.get(&format!("/v1/humanizations/{completed}")).json["status"],
+        "running"
+    );
+    assert_eq!(complete(&completed, second.attempt), StageWrite::Recorded);
+    let job = s.get(&format!("/v1/humanizations/{completed}")).json;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["results"], json!([]), "{job}");
+    assert_eq!(
+        complete(&completed, second.attempt),
+        StageWrite::Lost,
+        "a completed job is nobody's to complete again"
     );
 }
 

@@ -120,6 +120,17 @@ fn job(r: &Row) -> JobRow {
     }
 }
 
+/// What a fenced write to a running job found, from its statement's one row (`count written`,
+/// `cancel requested`), or none when the job is no longer this attempt's.
+fn stage_write(row: Option<Row>) -> StageWrite {
+    match row {
+        None => StageWrite::Lost,
+        Some(r) if r.get::<_, i64>(0) == 1 => StageWrite::Recorded,
+        Some(r) if r.get::<_, bool>(1) => StageWrite::CancelRequested,
+        Some(_) => StageWrite::Lost,
+    }
+}
+
 fn ledger_entry(r: &Row) -> LedgerEntry {
     LedgerEntry {
         id: r.get::<_, Uuid>(0).to_string(),
@@ -1044,12 +1055,7 @@ impl Postgres {
                 &[&id, &attempt, &stage],
             )
             .await?;
-        Ok(match row {
-            None => StageWrite::Lost,
-            Some(r) if r.get::<_, i64>(0) == 1 => StageWrite::Recorded,
-            Some(r) if r.get::<_, bool>(1) => StageWrite::CancelRequested,
-            Some(_) => StageWrite::Lost,
-        })
+        Ok(stage_write(row))
     }
 
     pub async fn complete(
@@ -1059,18 +1065,25 @@ impl Postgres {
         results: String,
         parental: String,
         duration_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StageWrite, StoreError> {
         let id = need_uid(job_id)?;
-        Ok(self
-            .execute(
-                "UPDATE jobs SET status = 'completed', stage = NULL, finished_at = now(), \
-                 results = $3, parental = $4, duration_ms = $5, lease_owner = NULL, \
-                 lease_expires_at = NULL \
-                 WHERE id = $1 AND status = 'running' AND attempt = $2",
+        // One statement, as in `set_stage`: the row as it stands decides which of the three.
+        let row = self
+            .query_opt(
+                "WITH held AS (SELECT id, cancel_requested_at FROM jobs \
+                               WHERE id = $1 AND status = 'running' AND attempt = $2 FOR UPDATE), \
+                      written AS (UPDATE jobs SET status = 'completed', stage = NULL, \
+                                  finished_at = now(), results = $3, parental = $4, \
+                                  duration_ms = $5, lease_owner = NULL, lease_expires_at = NULL \
+                                  FROM held \
+                                  WHERE jobs.id = held.id AND held.cancel_requested_at IS NULL \
+                                  RETURNING 1) \
+                 SELECT (SELECT count(*) FROM written), held.cancel_requested_at IS NOT NULL \
+                 FROM held",
                 &[&id, &attempt, &results, &parental, &duration_ms],
             )
-            .await?
-            == 1)
+            .await?;
+        Ok(stage_write(row))
     }
 
     pub async fn end_refunded(

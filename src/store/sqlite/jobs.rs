@@ -151,6 +151,12 @@ pub fn set_stage(
     if written == 1 {
         return Ok(StageWrite::Recorded);
     }
+    refused(tx, id, attempt)
+}
+
+/// Why a fenced write to a running job changed nothing: a cancel stored on it, or the job no
+/// longer this attempt's.
+fn refused(tx: &Connection, id: &str, attempt: i64) -> rusqlite::Result<StageWrite> {
     let held: Option<bool> = tx
         .prepare_cached(
             "SELECT cancel_requested_at IS NOT NULL FROM jobs \
@@ -164,6 +170,8 @@ pub fn set_stage(
     })
 }
 
+/// Completes a running job of this attempt that nobody asked to cancel (`Recorded`); otherwise
+/// writes nothing and says why, as [`set_stage`] does.
 pub fn complete(
     tx: &Connection,
     id: &str,
@@ -171,14 +179,18 @@ pub fn complete(
     results: &str,
     parental: &str,
     duration_ms: i64,
-) -> rusqlite::Result<bool> {
-    Ok(exec(
+) -> rusqlite::Result<StageWrite> {
+    let written = exec(
         tx,
         "UPDATE jobs SET status = 'completed', stage = NULL, finished_at = ?3, results = ?4, \
          parental = ?5, duration_ms = ?6, lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = ?1 AND status = 'running' AND attempt = ?2",
+         WHERE id = ?1 AND status = 'running' AND attempt = ?2 AND cancel_requested_at IS NULL",
         params![id, attempt, now(), results, parental, duration_ms],
-    )? == 1)
+    )?;
+    if written == 1 {
+        return Ok(StageWrite::Recorded);
+    }
+    refused(tx, id, attempt)
 }
 
 /// Ends a running job of this attempt as `failed` or `canceled`, returning its organization

@@ -417,7 +417,7 @@ impl Sqlite {
         results: String,
         parental: String,
         duration_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<StageWrite, StoreError> {
         let id = job_id.to_string();
         self.write(move |tx| {
             Ok(jobs::complete(
