@@ -132,8 +132,10 @@ async fn authenticate_hashed(
 /// request's first write (or in the count's own, for a request that wrote nothing — see
 /// [`charge`](crate::store::charge)), and a request refused before its handler (rate limit,
 /// scope) re-reads its key first. So `veneer keys revoke`, from any process or node, holds at
-/// a cached key's next request. Reads do not use it: their key lookup shares the request's
-/// one read transaction anyway ([`Store::reads_together`]).
+/// a cached key's next request. A read request takes its key from here only once the database
+/// says, by the key's id, that it is still live: that read shares the request's one read
+/// transaction ([`Store::reads_together`]), so a read sees a revocation as at once as before,
+/// for a primary-key lookup of one column instead of the prefix's rows.
 #[derive(Default)]
 pub struct KeyCache {
     keys: Mutex<HashMap<Vec<u8>, ApiKey>>,
@@ -150,8 +152,9 @@ pub struct Presented {
 }
 
 impl KeyCache {
-    /// The live key matching `secret`: from the cache when `cached_ok` and known, otherwise
-    /// read from the database (and remembered when live, forgotten when not).
+    /// The live key matching `secret`: from the cache when `cached_ok` and known; known but not
+    /// `cached_ok`, from the cache once the database confirms it live; otherwise read from the
+    /// database (and remembered when live, forgotten when not).
     pub async fn authenticate(
         &self,
         store: &Store,
@@ -159,25 +162,37 @@ impl KeyCache {
         cached_ok: bool,
     ) -> Result<Option<Presented>, StoreError> {
         let hash = hash(secret);
-        if cached_ok && let Some(key) = self.lock().get(&hash).cloned() {
-            return Ok(Some(Presented {
-                key,
-                from_cache: true,
-                hash,
-            }));
+        let held = self.lock().get(&hash).cloned();
+        if let Some(key) = held {
+            if cached_ok {
+                return Ok(Some(Presented {
+                    key,
+                    from_cache: true,
+                    hash,
+                }));
+            }
+            // A key's entry never changes while it is live (only revocation writes a key), so
+            // a read request holding its key asks the database only whether it still is, in
+            // the request's one read transaction, by its id rather than by its prefix.
+            if store.key_live(&key.id).await? {
+                return Ok(Some(Presented {
+                    key,
+                    from_cache: false,
+                    hash,
+                }));
+            }
+            self.lock().remove(&hash);
+            return Ok(None);
         }
         let found = authenticate_hashed(store, secret, &hash).await?;
         let mut keys = self.lock();
         match &found {
-            // A key's entry never changes while it is live (only revocation writes a key), so
-            // a read request finding its key already held copies nothing.
-            Some(key) if !keys.contains_key(&hash) => {
+            Some(key) => {
                 if keys.len() >= CACHED_KEYS {
                     keys.clear();
                 }
                 keys.insert(hash.clone(), key.clone());
             }
-            Some(_) => {}
             None => {
                 keys.remove(&hash);
             }

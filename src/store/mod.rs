@@ -201,6 +201,11 @@ impl Store {
         on_backend!(self, b => b.keys_with_prefix(prefix).await)
     }
 
+    /// Whether the key of this id exists and is not revoked.
+    pub async fn key_live(&self, key_id: &str) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.key_live(key_id).await)
+    }
+
     pub async fn list_keys(&self, org_id: &str) -> Result<Vec<ApiKey>, StoreError> {
         on_backend!(self, b => b.list_keys(org_id).await)
     }

@@ -197,6 +197,9 @@ fn a_revoked_key_is_refused_at_its_next_write_whatever_it_would_have_answered() 
     let (ok, _) = s.admin(&["keys", "revoke", &key_id(&s, &reader_org, &reader)]);
     assert!(ok);
 
+    // A read first, its key held from the requests above: 401 too (a held key's reads ask
+    // whether it is still live, in their read transaction).
+    refused_as_revoked(&s.as_key(&key, "GET", &format!("/v1/humanizations/{pending}"), None));
     // Each write answer now 401, whatever it would have been, and none of them wrote.
     let variant_body = json!({ "name": "after", "vh": VH, "vl": VL });
     refused_as_revoked(&s.as_key(&key, "POST", "/v1/variants", Some(variant_body.clone())));

@@ -550,6 +550,19 @@ impl Postgres {
             .collect())
     }
 
+    pub async fn key_live(&self, key_id: &str) -> Result<bool, StoreError> {
+        let Some(id) = uid(key_id) else {
+            return Ok(false);
+        };
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+                &[&id],
+            )
+            .await?
+            .is_some())
+    }
+
     pub async fn list_keys(&self, org_id: &str) -> Result<Vec<ApiKey>, StoreError> {
         let Some(org_id) = uid(org_id) else {
             return Ok(Vec::new());

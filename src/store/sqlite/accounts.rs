@@ -120,6 +120,14 @@ pub fn keys_with_prefix(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec
     stmt.query_map([prefix], key_from_row)?.collect()
 }
 
+/// Whether the key of this id exists and is not revoked.
+pub fn key_live(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM api_keys WHERE id = ?1 AND revoked_at IS NULL")?
+        .query_row([id], |_| Ok(()))
+        .optional()
+        .map(|row| row.is_some())
+}
+
 pub fn list_keys(conn: &Connection, org_id: &str) -> rusqlite::Result<Vec<ApiKey>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = ?1 ORDER BY id"

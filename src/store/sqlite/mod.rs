@@ -170,6 +170,12 @@ impl Sqlite {
             .await
     }
 
+    pub async fn key_live(&self, key_id: &str) -> Result<bool, StoreError> {
+        let key_id = key_id.to_string();
+        self.point(move |c| Ok(accounts::key_live(c, &key_id)?))
+            .await
+    }
+
     pub async fn list_keys(&self, org_id: &str) -> Result<Vec<ApiKey>, StoreError> {
         let org_id = org_id.to_string();
         self.read(move |c| Ok(accounts::list_keys(c, &org_id)?))
