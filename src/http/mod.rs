@@ -335,7 +335,7 @@ async fn keyed(
     if let Some(refusal) = refusal {
         // Refused before any count: a key from memory is read again, so a revoked one hears
         // 401 rather than what it would have heard while live.
-        return match app.keys.confirm(&app.store, &secret, &presented).await {
+        return match app.keys.confirm(&app.store, &presented).await {
             Ok(true) => Err((refusal, limit)),
             Ok(false) => Err((ApiError::Unauthenticated, None)),
             Err(e) => Err((e.into(), limit)),

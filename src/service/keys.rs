@@ -164,25 +164,21 @@ impl KeyCache {
         let hash = hash(secret);
         let held = self.lock().get(&hash).cloned();
         if let Some(key) = held {
-            if cached_ok {
-                return Ok(Some(Presented {
-                    key,
-                    from_cache: true,
-                    hash,
-                }));
-            }
+            let mut presented = Presented {
+                key,
+                from_cache: true,
+                hash,
+            };
             // A key's entry never changes while it is live (only revocation writes a key), so
             // a read request holding its key asks the database only whether it still is, in
-            // the request's one read transaction, by its id rather than by its prefix.
-            if store.key_live(&key.id).await? {
-                return Ok(Some(Presented {
-                    key,
-                    from_cache: false,
-                    hash,
-                }));
+            // the request's one read transaction.
+            if !cached_ok {
+                if !self.confirm(store, &presented).await? {
+                    return Ok(None);
+                }
+                presented.from_cache = false;
             }
-            self.lock().remove(&hash);
-            return Ok(None);
+            return Ok(Some(presented));
         }
         let found = authenticate_hashed(store, secret, &hash).await?;
         let mut keys = self.lock();
@@ -204,19 +200,13 @@ impl KeyCache {
         }))
     }
 
-    /// Re-reads a key that came from the cache: whether it is still live.
-    pub async fn confirm(
-        &self,
-        store: &Store,
-        secret: &str,
-        presented: &Presented,
-    ) -> Result<bool, StoreError> {
+    /// Asks the database, by its id, whether a key that came from the cache is still live
+    /// (forgetting it when not); a key just read from the database is.
+    pub async fn confirm(&self, store: &Store, presented: &Presented) -> Result<bool, StoreError> {
         if !presented.from_cache {
             return Ok(true);
         }
-        let live = authenticate_hashed(store, secret, &presented.hash)
-            .await?
-            .is_some();
+        let live = store.key_live(&presented.key.id).await?;
         if !live {
             self.forget(presented);
         }

@@ -122,11 +122,7 @@ pub fn sweep_keys(tx: &Connection, now: &str, abandoned_before: &str) -> rusqlit
 /// Counts one write request for its organization on its day, once its key is confirmed live;
 /// nothing is counted when the key is revoked or gone, or the day's quota is used up.
 pub fn count_write(tx: &Connection, charge: &WriteCharge) -> rusqlite::Result<Counted> {
-    let live: Option<bool> = tx
-        .prepare_cached("SELECT revoked_at IS NULL FROM api_keys WHERE id = ?1")?
-        .query_row([&charge.key_id], |r| r.get(0))
-        .optional()?;
-    if live != Some(true) {
+    if !super::accounts::key_live(tx, &charge.key_id)? {
         return Ok(Counted::KeyGone);
     }
     let (org_id, day, quota) = (&charge.org_id, &charge.day, charge.quota);
