@@ -127,8 +127,6 @@ pub fn run(db: &str, args: ServeArgs) -> Result<(), String> {
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .fmt_fields(super::log::Fields)
-        .with_timer(super::log::Utc)
         .try_init()
         .map_err(|e| e.to_string())?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
