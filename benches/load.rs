@@ -11,7 +11,8 @@
 //! alone on one and two threads; (5) the server's resident memory with 100,000 jobs in its
 //! database while it serves GETs. Everything talks to 127.0.0.1 only, and every loop is
 //! bounded in count and time. `VENEER_BENCH_ONLY=drain` runs (4) alone (~1 min),
-//! `VENEER_BENCH_ONLY=routes` (1) and (2) alone;
+//! `VENEER_BENCH_ONLY=routes` (1) and (2) alone (GET and cancel at 32 connections also in
+//! rounds, each between its ceilings);
 //! `VENEER_BENCH_NO_POSTGRES=1` skips the PostgreSQL part.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -820,7 +821,57 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
         );
         offset += total;
     }
+    // Cancel at 32 connections again, in rounds, each between two runs of the raw
+    // transaction, on jobs submitted for them here (not measured): one cancel phase is about
+    // a quarter of a second, and the ratio of a single phase moved by fifteen points from run
+    // to run.
+    let fresh = drive(
+        &server.addr,
+        &server.key,
+        CLIENTS,
+        CANCEL_ROUNDS * total_for(CLIENTS),
+        submit_request(&variant_id),
+    );
+    let fresh = Arc::new(fresh.ids);
+    cancel_rounds(dir, &|round| {
+        let total = total_for(CLIENTS).min(fresh.len().saturating_sub(round * total_for(CLIENTS)));
+        drive(
+            &server.addr,
+            &server.key,
+            CLIENTS,
+            total,
+            cancel_request(fresh.clone(), round * total_for(CLIENTS)),
+        )
+    });
     trivial_rates[1]
+}
+
+/// Rounds of [`cancel_rounds`].
+const CANCEL_ROUNDS: usize = 7;
+
+/// Cancel of pending jobs at [`CLIENTS`] connections in [`CANCEL_ROUNDS`] rounds: each
+/// round's phase (`cancel(round)`) is read against the raw transaction just before and after
+/// it, and the median over rounds is the figure, as for GET ([`get_rounds`]).
+fn cancel_rounds(dir: &std::path::Path, cancel: &dyn Fn(usize) -> Phase) {
+    let mut ratios = Vec::with_capacity(CANCEL_ROUNDS);
+    let mut p99s = Vec::with_capacity(CANCEL_ROUNDS);
+    for round in 0..CANCEL_ROUNDS {
+        let before = raw_debit_insert_now(dir);
+        let p = cancel(round);
+        let after = raw_debit_insert_now(dir);
+        ratios.push(p.rate() / ((before + after) / 2.0));
+        p99s.push(percentile(&p.latencies, 0.99));
+    }
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{:.1}", 100.0 * r)).collect();
+    ratios.sort_by(f64::total_cmp);
+    p99s.sort();
+    println!(
+        "| `POST /v1/humanizations/{{id}}/cancel` (pending) in {CANCEL_ROUNDS} rounds, each between two runs of the raw transaction (rounds: {} %) | {CLIENTS} | {CANCEL_ROUNDS} × {} | — | — | {:.1} ms (the worst round's) | median {:.1} % of debit + insert beside it |",
+        shown.join(", "),
+        total_for(CLIENTS),
+        p99s[CANCEL_ROUNDS - 1].as_secs_f64() * 1000.0,
+        100.0 * ratios[CANCEL_ROUNDS / 2]
+    );
 }
 
 /// `GET /v1/humanizations/{id}` at [`CLIENTS`] connections again, in rounds: one GET phase is
