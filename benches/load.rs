@@ -791,7 +791,7 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
             &[("trivial route beside it", (before + after) / 2.0)],
         );
     }
-    get_rounds(&trivial_phase, &|| {
+    let measured = rounds(&|| trivial_phase(CLIENTS).rate(), &|_| {
         drive(
             &server.addr,
             &server.key,
@@ -800,6 +800,14 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
             get_request(&target),
         )
     });
+    rounds_row(
+        "`GET /v1/humanizations/{id}`",
+        "trivial-route phases",
+        "trivial route",
+        reads_for(CLIENTS),
+        &measured,
+        false,
+    );
     let _ = trivial.kill();
     let _ = trivial.wait();
     let pending = Arc::new(pending);
@@ -829,11 +837,11 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
         &server.addr,
         &server.key,
         CLIENTS,
-        CANCEL_ROUNDS * total_for(CLIENTS),
+        ROUNDS * total_for(CLIENTS),
         submit_request(&variant_id),
     );
     let fresh = Arc::new(fresh.ids);
-    cancel_rounds(dir, &|round| {
+    let measured = rounds(&|| raw_debit_insert_now(dir), &|round| {
         let total = total_for(CLIENTS).min(fresh.len().saturating_sub(round * total_for(CLIENTS)));
         drive(
             &server.addr,
@@ -843,57 +851,64 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
             cancel_request(fresh.clone(), round * total_for(CLIENTS)),
         )
     });
+    rounds_row(
+        "`POST /v1/humanizations/{id}/cancel` (pending)",
+        "runs of the raw transaction",
+        "debit + insert",
+        total_for(CLIENTS),
+        &measured,
+        true,
+    );
     trivial_rates[1]
 }
 
-/// Rounds of [`cancel_rounds`].
-const CANCEL_ROUNDS: usize = 7;
+/// Rounds in which GET and cancel at [`CLIENTS`] connections are measured again.
+const ROUNDS: usize = 7;
 
-/// Cancel of pending jobs at [`CLIENTS`] connections in [`CANCEL_ROUNDS`] rounds: each
-/// round's phase (`cancel(round)`) is read against the raw transaction just before and after
-/// it, and the median over rounds is the figure, as for GET ([`get_rounds`]).
-fn cancel_rounds(dir: &std::path::Path, cancel: &dyn Fn(usize) -> Phase) {
-    let mut ratios = Vec::with_capacity(CANCEL_ROUNDS);
-    let mut p99s = Vec::with_capacity(CANCEL_ROUNDS);
-    for round in 0..CANCEL_ROUNDS {
-        let before = raw_debit_insert_now(dir);
-        let p = cancel(round);
-        let after = raw_debit_insert_now(dir);
-        ratios.push(p.rate() / ((before + after) / 2.0));
-        p99s.push(percentile(&p.latencies, 0.99));
-    }
-    let shown: Vec<String> = ratios.iter().map(|r| format!("{:.1}", 100.0 * r)).collect();
-    ratios.sort_by(f64::total_cmp);
-    p99s.sort();
-    println!(
-        "| `POST /v1/humanizations/{{id}}/cancel` (pending) in {CANCEL_ROUNDS} rounds, each between two runs of the raw transaction (rounds: {} %) | {CLIENTS} | {CANCEL_ROUNDS} × {} | — | — | {:.1} ms (the worst round's) | median {:.1} % of debit + insert beside it |",
-        shown.join(", "),
-        total_for(CLIENTS),
-        p99s[CANCEL_ROUNDS - 1].as_secs_f64() * 1000.0,
-        100.0 * ratios[CANCEL_ROUNDS / 2]
-    );
+/// [`ROUNDS`] phases (`phase(round)`), each read against `ceiling()` just before and after it:
+/// one phase is under a second, and this machine's speed drifts by tens of per cent within
+/// seconds, so the median over rounds is the figure (as the drain's rounds do). Each round's
+/// ratio to its ceiling and its p99.
+fn rounds(ceiling: &dyn Fn() -> f64, phase: &dyn Fn(usize) -> Phase) -> Vec<(f64, Duration)> {
+    (0..ROUNDS)
+        .map(|round| {
+            let before = ceiling();
+            let p = phase(round);
+            let after = ceiling();
+            (
+                p.rate() / ((before + after) / 2.0),
+                percentile(&p.latencies, 0.99),
+            )
+        })
+        .collect()
 }
 
-/// `GET /v1/humanizations/{id}` at [`CLIENTS`] connections again, in rounds: one GET phase is
-/// under a second, and this machine's speed drifts by tens of per cent within seconds, so
-/// each of `ROUNDS` rounds reads its GET phase against the trivial route's phases just before
-/// and after it, and the median over rounds is the figure (as the drain's rounds do).
-fn get_rounds(trivial: &dyn Fn(usize) -> Phase, get: &dyn Fn() -> Phase) {
-    const ROUNDS: usize = 7;
-    let mut ratios = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let before = trivial(CLIENTS).rate();
-        let p = get();
-        let after = trivial(CLIENTS).rate();
-        ratios.push(p.rate() / ((before + after) / 2.0));
-    }
-    let shown: Vec<String> = ratios.iter().map(|r| format!("{:.1}", 100.0 * r)).collect();
+/// The table row of `route` measured in [`rounds`] of `requests` each, between two of
+/// `between`: every round's ratio, the median, and the worst round's p99 when `show_p99`.
+fn rounds_row(
+    route: &str,
+    between: &str,
+    ceiling: &str,
+    requests: usize,
+    measured: &[(f64, Duration)],
+    show_p99: bool,
+) {
+    let shown: Vec<String> = measured
+        .iter()
+        .map(|(r, _)| format!("{:.1}", 100.0 * r))
+        .collect();
+    let mut ratios: Vec<f64> = measured.iter().map(|&(r, _)| r).collect();
     ratios.sort_by(f64::total_cmp);
+    let p99 = match measured.iter().map(|&(_, p99)| p99).max() {
+        Some(worst) if show_p99 => {
+            format!("{:.1} ms (the worst round's)", worst.as_secs_f64() * 1000.0)
+        }
+        _ => "—".to_string(),
+    };
     println!(
-        "| `GET /v1/humanizations/{{id}}` in {ROUNDS} rounds, each between two trivial-route phases (rounds: {} %) | {CLIENTS} | {ROUNDS} × {} | — | — | — | median {:.1} % of trivial route beside it |",
+        "| {route} in {ROUNDS} rounds, each between two {between} (rounds: {} %) | {CLIENTS} | {ROUNDS} × {requests} | — | — | {p99} | median {:.1} % of {ceiling} beside it |",
         shown.join(", "),
-        reads_for(CLIENTS),
-        100.0 * ratios[ROUNDS / 2]
+        100.0 * ratios[ratios.len() / 2]
     );
 }
 
