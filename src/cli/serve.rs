@@ -165,7 +165,10 @@ impl Lanes {
         for i in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_park(super::log::write_held)
+                .on_thread_park(|| {
+                    super::log::write_held();
+                    crate::store::sqlite::db::end_snapshot_on_this_thread();
+                })
                 .build()
                 .map_err(|e| format!("cannot start an API thread's runtime: {e}"))?;
             lanes.handles.push(runtime.handle().clone());
@@ -175,6 +178,7 @@ impl Lanes {
                 .spawn(move || {
                     // Lines still held when the thread ends are written out as it ends.
                     super::log::hold_on_this_thread();
+                    crate::store::sqlite::db::share_snapshots_on_this_thread();
                     runtime.block_on(stop.cancelled());
                 })
                 .map_err(|e| format!("cannot start an API thread: {e}"))?;
@@ -206,7 +210,8 @@ async fn serve(
     workers: usize,
     lanes: Vec<tokio::runtime::Handle>,
 ) -> Result<(), String> {
-    let store = Store::open(db, (workers as u32 * 2).max(8))
+    // Each API thread may hold one reader for the snapshot its requests share.
+    let store = Store::open(db, (workers as u32 * 2).max(8) + lanes.len() as u32)
         .await
         .map_err(|e| format!("cannot open {}: {e}", display_db(db)))?;
     let recovered = Runner::recover(&store).await.map_err(|e| e.to_string())?;

@@ -14,12 +14,12 @@
 //! `BEGIN IMMEDIATE` takes the write lock before any read, so a read-then-write can never be
 //! upgraded into a deadlock.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use r2d2::PooledConnection;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -219,6 +219,64 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Groups run a second time, with savepoints, after a write failed in the first run.
     pub reruns: AtomicU64,
+    /// Transactions the writer has ended and raw work it has done, each counted after it ends
+    /// and before any of its callers is answered: while this still reads what it read just
+    /// before a snapshot began, no write has been answered that the snapshot lacks
+    /// ([`ThreadSnapshot`]).
+    pub ended: AtomicU64,
+}
+
+/// How long an API thread goes on reading from one snapshot across requests while the writer
+/// ends no transaction ([`ThreadSnapshot`]).
+pub const SNAPSHOT_FRESH: Duration = Duration::from_micros(500);
+
+/// Tells the databases open in this process apart, for a thread's snapshot.
+static NEXT_DB: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Whether this thread's requests share read snapshots ([`share_snapshots_on_this_thread`]).
+    static SHARES_SNAPSHOTS: Cell<bool> = const { Cell::new(false) };
+    /// The read transaction this thread's requests are sharing, if one is open.
+    static THREAD_SNAPSHOT: RefCell<Option<ThreadSnapshot>> = const { RefCell::new(None) };
+    /// Numbers this thread's snapshots, so a request's second read knows its first one's.
+    static NEXT_SNAPSHOT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A read transaction an API thread keeps open for the first point reads of the requests it
+/// serves one after another (their key's check and the row they ask for), so that a busy
+/// thread takes and drops the WAL's read lock once per burst of requests rather than once per
+/// request (taking and dropping it, with the `fcntl` calls and the shared-memory mutex the
+/// threads contend for around them, cost more than the reads themselves; a GET's server CPU
+/// fell by about a quarter without them).
+///
+/// A request reads from it only while the writer has ended no transaction since it began
+/// ([`WriterStats::ended`] unchanged) and it is younger than [`SNAPSHOT_FRESH`]; otherwise the
+/// request's first read ends it and begins the next. So every write answered before a
+/// request's first read is in what it reads, as with a transaction of its own; what only
+/// another process committed (the admin CLI: a key revoked, credits granted) is seen at most
+/// [`SNAPSHOT_FRESH`] late, and at once whenever the thread has gone idle in between, since
+/// its runtime's park hook ends the snapshot ([`end_snapshot_on_this_thread`]).
+struct ThreadSnapshot {
+    db: u64,
+    /// [`WriterStats::ended`] when it began (read before `BEGIN`).
+    ended: u64,
+    began: Instant,
+    number: u64,
+    held: Held,
+}
+
+/// From now on the requests this thread serves share read snapshots ([`ThreadSnapshot`]);
+/// for the API threads, whose runtime's park hook calls [`end_snapshot_on_this_thread`].
+pub fn share_snapshots_on_this_thread() {
+    SHARES_SNAPSHOTS.with(|s| s.set(true));
+}
+
+/// Ends this thread's shared read snapshot, if one is open (the thread is going idle).
+pub fn end_snapshot_on_this_thread() {
+    if SHARES_SNAPSHOTS.with(Cell::get) {
+        let ended = THREAD_SNAPSHOT.with(|s| s.borrow_mut().take());
+        drop(ended);
+    }
 }
 
 tokio::task_local! {
@@ -233,6 +291,8 @@ enum Shared {
     Unopened,
     /// The first point read's connection, its read transaction still open.
     Open(Held),
+    /// The first point read was on the thread's snapshot with this number.
+    OnThread(u64),
     /// Over: every later read takes its own.
     Closed,
 }
@@ -255,6 +315,9 @@ fn close_shared() {
 }
 
 pub struct Db {
+    id: u64,
+    /// [`SNAPSHOT_FRESH`] in microseconds (tests lengthen it to make the sharing certain).
+    fresh_micros: AtomicU64,
     queue: mpsc::Sender<Work>,
     readers: r2d2::Pool<SqliteConnectionManager>,
     stats: Arc<WriterStats>,
@@ -299,6 +362,7 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterS
         match first {
             Work::Raw(f) => {
                 f(&conn);
+                stats.ended.fetch_add(1, Ordering::Release);
                 continue;
             }
             Work::Write(w) => group.push(w),
@@ -325,6 +389,7 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterS
         }
         if let Some(f) = after {
             f(&conn);
+            stats.ended.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -355,13 +420,13 @@ fn run_group(
             .position(|w| !w.run(conn, Undo::Transaction))
         {
             None => {
-                let ended = end(conn, "COMMIT");
+                let ended = end(conn, "COMMIT", stats);
                 let committed = ended.is_ok();
                 answer_all(group, ended.as_ref().map(|_| ()));
                 return committed;
             }
             Some(at) => {
-                let ended = end(conn, "ROLLBACK");
+                let ended = end(conn, "ROLLBACK", stats);
                 failed.push(group.remove(at));
                 if group.is_empty() || ended.is_err() {
                     let ended = ended.as_ref().map(|_| ());
@@ -380,7 +445,7 @@ fn run_group(
         }
         all_ok
     });
-    let ended = ran.and_then(|all_ok| end(conn, "COMMIT").map(|()| all_ok));
+    let ended = ran.and_then(|all_ok| end(conn, "COMMIT", stats).map(|()| all_ok));
     let none_failed_before = failed.is_empty();
     answer_all(failed, Ok(()));
     match ended {
@@ -401,11 +466,13 @@ fn begin(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Ends the transaction with `how` (`COMMIT` or `ROLLBACK`); a failed commit is rolled back.
-fn end(conn: &Connection, how: &str) -> Result<(), StoreError> {
+/// Counted in [`WriterStats::ended`] before the caller answers anyone.
+fn end(conn: &Connection, how: &str, stats: &WriterStats) -> Result<(), StoreError> {
     let ended = conn.execute_batch(how).map_err(StoreError::from);
     if ended.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    stats.ended.fetch_add(1, Ordering::Release);
     ended
 }
 
@@ -469,6 +536,8 @@ impl Db {
             .spawn(move || writer_loop(writer, work, counters))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         Ok(Arc::new(Db {
+            id: NEXT_DB.fetch_add(1, Ordering::Relaxed),
+            fresh_micros: AtomicU64::new(SNAPSHOT_FRESH.as_micros() as u64),
             queue,
             readers,
             stats,
@@ -478,6 +547,13 @@ impl Db {
     /// The writer thread's counters: groups committed and writes in them.
     pub fn writer_stats(&self) -> &WriterStats {
         &self.stats
+    }
+
+    /// How long a thread's shared snapshot serves ([`SNAPSHOT_FRESH`] unless a test says).
+    #[cfg(test)]
+    fn set_snapshot_fresh(&self, fresh: Duration) {
+        self.fresh_micros
+            .store(fresh.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Queues `f` to the writer; `answer` receives its result once its group has committed.
@@ -577,6 +653,10 @@ impl Db {
         E: From<StoreError> + Send + 'static,
     {
         close_shared();
+        // Never let a read wait for the reader this thread's snapshot holds.
+        if self.readers.state().idle_connections == 0 {
+            end_snapshot_on_this_thread();
+        }
         let db = Arc::clone(self);
         tokio::task::spawn_blocking(move || db.read(f))
             .await
@@ -594,26 +674,108 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        match SHARED.try_with(|s| s.replace(Shared::Closed)) {
+        let f = match SHARED.try_with(|s| s.replace(Shared::Closed)) {
             Ok(Shared::Open(held)) => return f(&held.0),
-            Ok(Shared::Unopened) => {
-                if let Some(conn) = self.readers.try_get()
-                    && exec(&conn, "BEGIN", []).is_ok()
-                {
-                    let held = Held(conn);
-                    let out = f(&held.0);
+            Ok(Shared::OnThread(number)) => match self.on_thread_snapshot(Some(number), f) {
+                Ok((out, _)) => return out,
+                Err(f) => f,
+            },
+            Ok(Shared::Unopened) => match self.on_thread_snapshot(None, f) {
+                Ok((out, number)) => {
                     if out.is_ok() {
-                        let _ = SHARED.try_with(|s| s.replace(Shared::Open(held)));
+                        let _ = SHARED.try_with(|s| s.replace(Shared::OnThread(number)));
                     }
                     return out;
                 }
-            }
-            Ok(Shared::Closed) | Err(_) => {}
-        }
+                Err(f) => {
+                    if let Some(conn) = self.readers.try_get()
+                        && exec(&conn, "BEGIN", []).is_ok()
+                    {
+                        let held = Held(conn);
+                        let out = f(&held.0);
+                        if out.is_ok() {
+                            let _ = SHARED.try_with(|s| s.replace(Shared::Open(held)));
+                        }
+                        return out;
+                    }
+                    f
+                }
+            },
+            Ok(Shared::Closed) | Err(_) => f,
+        };
         match self.readers.try_get() {
             Some(conn) => f(&conn),
             None => self.read_async(f).await,
         }
+    }
+
+    /// Runs `f` on this thread's shared snapshot ([`ThreadSnapshot`]) and returns its result
+    /// with the snapshot's number, or gives `f` back when the thread does not share snapshots
+    /// or no reader is free. `pinned`: the number of the snapshot the request's first read
+    /// used, which its second read must use (whatever has been committed since) or none.
+    fn on_thread_snapshot<T, E, F>(
+        &self,
+        pinned: Option<u64>,
+        f: F,
+    ) -> Result<(Result<T, E>, u64), F>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+    {
+        if !SHARES_SNAPSHOTS.with(Cell::get) {
+            return Err(f);
+        }
+        THREAD_SNAPSHOT.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let keep = slot.as_ref().is_some_and(|s| {
+                s.db == self.id
+                    && match pinned {
+                        Some(number) => s.number == number,
+                        None => {
+                            s.ended == self.stats.ended.load(Ordering::Acquire)
+                                && s.began.elapsed()
+                                    < Duration::from_micros(
+                                        self.fresh_micros.load(Ordering::Relaxed),
+                                    )
+                        }
+                    }
+            });
+            if !keep {
+                if pinned.is_some() {
+                    return Err(f);
+                }
+                // Ended first, so its connection is back in the pool for the next.
+                *slot = None;
+                let ended = self.stats.ended.load(Ordering::Acquire);
+                let Some(conn) = self.readers.try_get() else {
+                    return Err(f);
+                };
+                if exec(&conn, "BEGIN", []).is_err() {
+                    return Err(f);
+                }
+                let number = NEXT_SNAPSHOT.with(|n| {
+                    n.set(n.get() + 1);
+                    n.get()
+                });
+                *slot = Some(ThreadSnapshot {
+                    db: self.id,
+                    ended,
+                    began: Instant::now(),
+                    number,
+                    held: Held(conn),
+                });
+            }
+            match slot.as_ref() {
+                Some(s) => {
+                    let number = s.number;
+                    let out = f(&s.held.0);
+                    if out.is_err() {
+                        *slot = None;
+                    }
+                    Ok((out, number))
+                }
+                None => Err(f),
+            }
+        })
     }
 
     /// Folds the WAL back into the database file and truncates it, so a stopped server leaves
@@ -960,6 +1122,97 @@ mod tests {
             )
             .await
         });
+        assert_eq!(read.await.expect("not starved").expect("count"), 0);
+    }
+
+    /// One request of a read-class route: its reads within [`Db::reads_together`].
+    async fn request_rows(db: &Arc<Db>) -> Vec<i64> {
+        db.reads_together(rows(db)).await
+    }
+
+    /// Commits a row from another connection, as the admin CLI would from its process.
+    fn insert_elsewhere(dir: &Path, n: i64) {
+        let c = Connection::open(dir.join("t.db")).expect("other connection");
+        c.busy_timeout(BUSY_TIMEOUT).expect("busy timeout");
+        c.execute("INSERT INTO t VALUES (?1)", [n])
+            .expect("insert elsewhere");
+    }
+
+    #[tokio::test]
+    async fn requests_on_an_api_thread_share_a_snapshot_until_a_write_or_idle_or_its_age_ends_it() {
+        share_snapshots_on_this_thread();
+        let (dir, db) = table_db_with(2);
+        db.set_snapshot_fresh(Duration::from_secs(600));
+        assert_eq!(request_rows(&db).await, Vec::<i64>::new());
+        // Another process's commit is not in the snapshot this thread's requests share...
+        insert_elsewhere(dir.path(), 1);
+        assert_eq!(request_rows(&db).await, Vec::<i64>::new());
+        // ...but every write this process's writer has answered is: it ends the snapshot.
+        insert(&db, 2).await;
+        assert_eq!(request_rows(&db).await, vec![1, 2]);
+        // The thread going idle ends it too.
+        insert_elsewhere(dir.path(), 3);
+        assert_eq!(request_rows(&db).await, vec![1, 2]);
+        end_snapshot_on_this_thread();
+        assert_eq!(request_rows(&db).await, vec![1, 2, 3]);
+        // And so does its age.
+        insert_elsewhere(dir.path(), 4);
+        db.set_snapshot_fresh(Duration::ZERO);
+        assert_eq!(request_rows(&db).await, vec![1, 2, 3, 4]);
+        // A thread that does not share snapshots reads each request afresh.
+        let (other, path) = (Arc::clone(&db), dir.path().to_path_buf());
+        let elsewhere = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let first = request_rows(&other).await;
+                insert_elsewhere(&path, 5);
+                (first, request_rows(&other).await)
+            })
+        });
+        let (first, second) = elsewhere.join().expect("the other thread");
+        assert_eq!(first, vec![1, 2, 3, 4]);
+        assert_eq!(second, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn on_an_api_thread_a_requests_two_reads_still_share_its_first_reads_snapshot() {
+        share_snapshots_on_this_thread();
+        let (_dir, db) = table_db_with(2);
+        db.set_snapshot_fresh(Duration::from_secs(600));
+        insert(&db, 1).await;
+        let other = Arc::clone(&db);
+        db.reads_together(async {
+            assert_eq!(rows(&db).await, vec![1]);
+            // Committed between the two reads (by another task): the second read still sees
+            // the first one's snapshot, though the writer has ended a transaction since...
+            tokio::spawn(async move { insert(&other, 2).await })
+                .await
+                .expect("insert task");
+            assert_eq!(rows(&db).await, vec![1], "the request's two reads share");
+            // ...and a read past those two is a new one.
+            assert_eq!(rows(&db).await, vec![1, 2]);
+        })
+        .await;
+        // The next request begins a new snapshot, with the write in it.
+        assert_eq!(request_rows(&db).await, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_blocking_read_never_waits_for_the_reader_a_threads_snapshot_holds() {
+        share_snapshots_on_this_thread();
+        let (_dir, db) = table_db_with(1);
+        db.set_snapshot_fresh(Duration::from_secs(600));
+        // The one reader is now this thread's snapshot's.
+        assert_eq!(request_rows(&db).await, Vec::<i64>::new());
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            db.read_async(|c| {
+                c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                    .map_err(StoreError::from)
+            }),
+        );
         assert_eq!(read.await.expect("not starved").expect("count"), 0);
     }
 
