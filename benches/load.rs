@@ -12,7 +12,7 @@
 //! database while it serves GETs. Everything talks to 127.0.0.1 only, and every loop is
 //! bounded in count and time. `VENEER_BENCH_ONLY=drain` runs (4) alone (~1 min),
 //! `VENEER_BENCH_ONLY=routes` (1) and (2) alone (GET and cancel at 32 connections also in
-//! rounds, each between its ceilings);
+//! rounds, each between its ceilings), `VENEER_BENCH_ONLY=memory` (5) alone (~15 s);
 //! `VENEER_BENCH_NO_POSTGRES=1` skips the PostgreSQL part.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -59,6 +59,13 @@ fn main() {
     if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("drain") {
         // The drain and its ceilings alone (~1 min), for looking at the drain by itself.
         drain_part(dir.path());
+        return;
+    }
+    if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("memory") {
+        // The memory part alone (~15 s).
+        println!("| memory | VmRSS |");
+        println!("|---|---|");
+        memory(dir.path());
         return;
     }
     if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("routes") {

@@ -134,7 +134,9 @@ async fn authenticate_hashed(
 /// scope) re-reads its key first. So `veneer keys revoke`, from any process or node, holds at
 /// a cached key's next request. A read request takes its key from here only once the database
 /// says, by the key's id, that it is still live: that read shares the request's one read
-/// transaction ([`Store::reads_together`]), so a read sees a revocation as at once as before,
+/// transaction ([`Store::reads_together`]), so a read sees a revocation as soon as its other
+/// reads see the database (on a busy SQLite API thread, from a snapshot at most
+/// [`SNAPSHOT_FRESH`](crate::store::sqlite::db::SNAPSHOT_FRESH) older than the request),
 /// for a primary-key lookup of one column instead of the prefix's rows.
 #[derive(Default)]
 pub struct KeyCache {
