@@ -1138,11 +1138,18 @@ mod tests {
             .expect("insert elsewhere");
     }
 
+    /// [`table_db_with`] `readers`, read from this thread as an API thread does, its snapshot
+    /// kept fresh long enough that only a commit or the thread going idle ends it.
+    fn sharing_db(readers: u32) -> (tempfile::TempDir, Arc<Db>) {
+        share_snapshots_on_this_thread();
+        let (dir, db) = table_db_with(readers);
+        db.set_snapshot_fresh(Duration::from_secs(600));
+        (dir, db)
+    }
+
     #[tokio::test]
     async fn requests_on_an_api_thread_share_a_snapshot_until_a_write_or_idle_or_its_age_ends_it() {
-        share_snapshots_on_this_thread();
-        let (dir, db) = table_db_with(2);
-        db.set_snapshot_fresh(Duration::from_secs(600));
+        let (dir, db) = sharing_db(2);
         assert_eq!(request_rows(&db).await, Vec::<i64>::new());
         // Another process's commit is not in the snapshot this thread's requests share...
         insert_elsewhere(dir.path(), 1);
@@ -1178,9 +1185,7 @@ mod tests {
 
     #[tokio::test]
     async fn on_an_api_thread_a_requests_two_reads_still_share_its_first_reads_snapshot() {
-        share_snapshots_on_this_thread();
-        let (_dir, db) = table_db_with(2);
-        db.set_snapshot_fresh(Duration::from_secs(600));
+        let (_dir, db) = sharing_db(2);
         insert(&db, 1).await;
         let other = Arc::clone(&db);
         db.reads_together(async {
@@ -1201,9 +1206,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_blocking_read_never_waits_for_the_reader_a_threads_snapshot_holds() {
-        share_snapshots_on_this_thread();
-        let (_dir, db) = table_db_with(1);
-        db.set_snapshot_fresh(Duration::from_secs(600));
+        let (_dir, db) = sharing_db(1);
         // The one reader is now this thread's snapshot's.
         assert_eq!(request_rows(&db).await, Vec::<i64>::new());
         let read = tokio::time::timeout(
