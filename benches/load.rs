@@ -63,8 +63,6 @@ fn main() {
     }
     if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("memory") {
         // The memory part alone (~15 s).
-        println!("| memory | VmRSS |");
-        println!("|---|---|");
         memory(dir.path());
         return;
     }
@@ -84,8 +82,6 @@ fn main() {
     println!();
     drain_part(dir.path());
     println!();
-    println!("| memory | VmRSS |");
-    println!("|---|---|");
     memory(dir.path());
     println!();
     if std::env::var_os("VENEER_BENCH_NO_POSTGRES").is_none() && pg::bin_dir().is_some()
@@ -1110,6 +1106,8 @@ impl DrainServer {
 /// Resident memory of the server with 100,000 jobs in its database while it serves GETs.
 fn memory(dir: &std::path::Path) {
     const JOBS: usize = 100_000;
+    println!("| memory | VmRSS |");
+    println!("|---|---|");
     let server = serve(dir, "mem.db", &["--paused"]);
     let pid = server.child.id();
     let mut c = Client::connect(&server.addr);

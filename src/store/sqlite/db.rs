@@ -361,8 +361,7 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterS
         let mut after = None;
         match first {
             Work::Raw(f) => {
-                f(&conn);
-                stats.ended.fetch_add(1, Ordering::Release);
+                run_raw(&conn, f, &stats);
                 continue;
             }
             Work::Write(w) => group.push(w),
@@ -388,10 +387,15 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, stats: Arc<WriterS
             optimistic = all_ok;
         }
         if let Some(f) = after {
-            f(&conn);
-            stats.ended.fetch_add(1, Ordering::Release);
+            run_raw(&conn, f, &stats);
         }
     }
+}
+
+/// Runs raw work between groups, counted in [`WriterStats::ended`] as a transaction is.
+fn run_raw(conn: &Connection, f: Box<dyn FnOnce(&Connection) + Send>, stats: &WriterStats) {
+    f(conn);
+    stats.ended.fetch_add(1, Ordering::Release);
 }
 
 /// Runs one group in one transaction and answers its writes; false when a write failed or
