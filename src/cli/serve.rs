@@ -179,7 +179,13 @@ impl Lanes {
                     // Lines still held when the thread ends are written out as it ends.
                     super::log::hold_on_this_thread();
                     crate::store::sqlite::db::share_snapshots_on_this_thread();
-                    runtime.block_on(stop.cancelled());
+                    let answers = crate::store::sqlite::db::deliver_answers_on_this_thread();
+                    runtime.block_on(async move {
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = answers => {}
+                        }
+                    });
                 })
                 .map_err(|e| format!("cannot start an API thread: {e}"))?;
             lanes.threads.push(thread);

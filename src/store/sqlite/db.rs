@@ -155,15 +155,22 @@ pub const MAX_BATCH: usize = 128;
 trait QueuedWrite: Send {
     /// Runs the write, keeping its result; whether it succeeded.
     fn run(&mut self, conn: &Connection, undo: Undo) -> bool;
-    /// Answers the caller with the write's last result, given how its transaction ended (or
-    /// the error that kept it from opening, the write then never run).
-    fn answer(self: Box<Self>, ended: Result<(), &StoreError>);
+    /// Settles the write's answer: its last result, given how its transaction ended (or the
+    /// error that kept it from opening, the write then never run).
+    fn settle(&mut self, ended: Result<(), &StoreError>);
+    /// The API thread to deliver the answer on, if the write came from one ([`Lane`]).
+    fn take_lane(&mut self) -> Option<Lane>;
+    /// Gives the caller its settled answer.
+    fn deliver(self: Box<Self>);
 }
 
 /// A write and its caller's answer.
 struct Pending<F, T, E, A> {
     write: F,
     result: Option<Result<T, E>>,
+    /// Set by [`QueuedWrite::settle`]: the answer.
+    settled: Option<Result<T, E>>,
+    lane: Option<Lane>,
     answer: A,
 }
 
@@ -181,9 +188,8 @@ where
         ok
     }
 
-    fn answer(self: Box<Self>, ended: Result<(), &StoreError>) {
-        let Pending { result, answer, .. } = *self;
-        answer(match (ended, result) {
+    fn settle(&mut self, ended: Result<(), &StoreError>) {
+        self.settled = Some(match (ended, self.result.take()) {
             (_, Some(Err(e))) => Err(e),
             (Ok(()), Some(Ok(value))) => Ok(value),
             (Err(e), None) => Err(E::from(StoreError::Task(e.to_string()))),
@@ -191,7 +197,22 @@ where
                 "the group commit failed: {e}"
             )))),
             (Ok(()), None) => Err(E::from(StoreError::Task("the write was not run".into()))),
-        })
+        });
+    }
+
+    fn take_lane(&mut self) -> Option<Lane> {
+        self.lane.take()
+    }
+
+    fn deliver(self: Box<Self>) {
+        let Pending {
+            settled, answer, ..
+        } = *self;
+        answer(settled.unwrap_or_else(|| {
+            Err(E::from(StoreError::Task(
+                "the write was not answered".into(),
+            )))
+        }))
     }
 }
 
@@ -219,6 +240,8 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Groups run a second time, with savepoints, after a write failed in the first run.
     pub reruns: AtomicU64,
+    /// Batches of answers sent to an API thread to deliver ([`answer_all`]).
+    pub lane_batches: AtomicU64,
     /// Transactions the writer has ended and raw work it has done, each counted after it ends
     /// and before any of its callers is answered: while this still reads what it read just
     /// before a snapshot began, no write has been answered that the snapshot lacks
@@ -240,6 +263,8 @@ thread_local! {
     static THREAD_SNAPSHOT: RefCell<Option<ThreadSnapshot>> = const { RefCell::new(None) };
     /// Numbers this thread's snapshots, so a request's second read knows its first one's.
     static NEXT_SNAPSHOT: Cell<u64> = const { Cell::new(0) };
+    /// Where the writer sends this thread's answers ([`deliver_answers_on_this_thread`]).
+    static LANE: RefCell<Option<Lane>> = const { RefCell::new(None) };
 }
 
 /// A read transaction an API thread keeps open for the first point reads of the requests it
@@ -416,7 +441,7 @@ fn run_group(
     let mut failed = Vec::new();
     if optimistic || group.len() == 1 {
         if let Err(e) = begin(conn) {
-            answer_all(group, Err(&e));
+            answer_all(group, Err(&e), stats);
             return true;
         }
         match group
@@ -426,7 +451,7 @@ fn run_group(
             None => {
                 let ended = end(conn, "COMMIT", stats);
                 let committed = ended.is_ok();
-                answer_all(group, ended.as_ref().map(|_| ()));
+                answer_all(group, ended.as_ref().map(|_| ()), stats);
                 return committed;
             }
             Some(at) => {
@@ -434,8 +459,8 @@ fn run_group(
                 failed.push(group.remove(at));
                 if group.is_empty() || ended.is_err() {
                     let ended = ended.as_ref().map(|_| ());
-                    answer_all(failed, Ok(()));
-                    answer_all(group, ended);
+                    answer_all(failed, Ok(()), stats);
+                    answer_all(group, ended, stats);
                     return false;
                 }
                 stats.reruns.fetch_add(1, Ordering::Relaxed);
@@ -451,14 +476,14 @@ fn run_group(
     });
     let ended = ran.and_then(|all_ok| end(conn, "COMMIT", stats).map(|()| all_ok));
     let none_failed_before = failed.is_empty();
-    answer_all(failed, Ok(()));
+    answer_all(failed, Ok(()), stats);
     match ended {
         Ok(all_ok) => {
-            answer_all(group, Ok(()));
+            answer_all(group, Ok(()), stats);
             all_ok && none_failed_before
         }
         Err(e) => {
-            answer_all(group, Err(&e));
+            answer_all(group, Err(&e), stats);
             false
         }
     }
@@ -480,12 +505,54 @@ fn end(conn: &Connection, how: &str, stats: &WriterStats) -> Result<(), StoreErr
     ended
 }
 
+/// Answers `writes`, given how their transaction ended. A write that came from an API thread
+/// is answered on that thread: each thread is sent its writes' answers together, one wake-up
+/// of the thread for the lot, where answering each from here woke it once per answer (a
+/// system call each, on the writer's time). The rest are answered from here.
 fn answer_all(
     writes: impl IntoIterator<Item = Box<dyn QueuedWrite>>,
     ended: Result<(), &StoreError>,
+    stats: &WriterStats,
 ) {
-    for w in writes {
-        w.answer(ended);
+    let mut lanes: Vec<(Lane, Vec<Box<dyn QueuedWrite>>)> = Vec::new();
+    for mut w in writes {
+        w.settle(ended);
+        let Some(lane) = w.take_lane() else {
+            w.deliver();
+            continue;
+        };
+        match lanes.iter_mut().find(|(l, _)| l.same_channel(&lane)) {
+            Some((_, answers)) => answers.push(w),
+            None => lanes.push((lane, vec![w])),
+        }
+    }
+    for (lane, answers) in lanes {
+        match lane.send(answers) {
+            Ok(()) => {
+                stats.lane_batches.fetch_add(1, Ordering::Relaxed);
+            }
+            // The thread has stopped delivering (it is ending): answered from here instead.
+            Err(tokio::sync::mpsc::error::SendError(answers)) => {
+                answers.into_iter().for_each(|w| w.deliver());
+            }
+        }
+    }
+}
+
+/// Where the writer sends the answers of one API thread's writes ([`answer_all`]).
+type Lane = tokio::sync::mpsc::UnboundedSender<Vec<Box<dyn QueuedWrite>>>;
+
+/// From now on the writes this thread queues through [`Db::write_async`] are answered on it,
+/// by the returned future, which the thread's runtime must run for as long as the thread
+/// serves requests (the API threads: `cli::serve`). Writes queued after it ended are answered
+/// by the writer itself.
+pub fn deliver_answers_on_this_thread() -> impl Future<Output = ()> {
+    let (lane, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    LANE.with(|l| *l.borrow_mut() = Some(lane));
+    async move {
+        while let Some(batch) = answers.recv().await {
+            batch.into_iter().for_each(|w| w.deliver());
+        }
     }
 }
 
@@ -564,6 +631,7 @@ impl Db {
     fn enqueue<T, E, F>(
         &self,
         f: F,
+        lane: Option<Lane>,
         answer: impl FnOnce(Result<T, E>) + Send + 'static,
     ) -> Result<(), StoreError>
     where
@@ -574,6 +642,8 @@ impl Db {
         let work = Work::Write(Box::new(Pending {
             write: f,
             result: None,
+            settled: None,
+            lane,
             answer,
         }));
         self.queue
@@ -592,7 +662,8 @@ impl Db {
         E: From<StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel();
-        self.enqueue(f, move |r| {
+        // Answered from the writer: this thread blocks until then, so could not deliver it.
+        self.enqueue(f, None, move |r| {
             let _ = tx.send(r);
         })?;
         rx.recv()
@@ -627,7 +698,8 @@ impl Db {
     {
         close_shared();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.enqueue(f, move |r| {
+        let lane = LANE.with(|l| l.borrow().clone());
+        self.enqueue(f, lane, move |r| {
             let _ = tx.send(r);
         })?;
         rx.await
@@ -906,26 +978,14 @@ mod tests {
     where
         W: Fn(&Connection) -> Result<i64, StoreError> + Send + 'static,
     {
-        let (started_tx, started) = mpsc::channel();
-        let (release, released) = mpsc::channel::<()>();
-        let holder = {
-            let db = Arc::clone(db);
-            std::thread::spawn(move || {
-                db.write(move |_| {
-                    let _ = started_tx.send(());
-                    let _ = released.recv();
-                    Ok::<_, StoreError>(())
-                })
-            })
-        };
-        started.recv().expect("the holder runs");
+        let (release, holder) = hold_writer(db);
         let groups_before = db.writer_stats().groups.load(Ordering::Relaxed);
         // Queued from this thread, so the group's order is theirs.
         let answers: Vec<_> = writes
             .into_iter()
             .map(|w| {
                 let (tx, rx) = mpsc::channel();
-                db.enqueue(w, move |r| {
+                db.enqueue(w, None, move |r| {
                     let _ = tx.send(r);
                 })
                 .expect("queued");
@@ -944,6 +1004,30 @@ mod tests {
             "the queued writes committed as one group"
         );
         answers
+    }
+
+    /// Holds the writer in a write of its own until the returned sender is sent to: writes
+    /// queued meanwhile form the next group, in the order they were queued.
+    fn hold_writer(
+        db: &Arc<Db>,
+    ) -> (
+        mpsc::Sender<()>,
+        std::thread::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let holder = {
+            let db = Arc::clone(db);
+            std::thread::spawn(move || {
+                db.write(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = released.recv();
+                    Ok::<_, StoreError>(())
+                })
+            })
+        };
+        started.recv().expect("the holder runs");
+        (release, holder)
     }
 
     /// Nine writes inserting 1..=9 into `t` (each counting its runs in `runs[n]`); those in
@@ -1221,6 +1305,67 @@ mod tests {
             }),
         );
         assert_eq!(read.await.expect("not starved").expect("count"), 0);
+    }
+
+    #[test]
+    fn an_api_threads_writes_are_answered_on_it_a_group_at_once_and_by_the_writer_once_it_stops() {
+        let (_dir, db) = table_db();
+        let batches = || db.writer_stats().lane_batches.load(Ordering::Relaxed);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let deliveries = deliver_answers_on_this_thread();
+        let (release, holder) = hold_writer(&db);
+        let groups_before = db.writer_stats().groups.load(Ordering::Relaxed);
+        let answers = runtime.block_on(async {
+            let (queued_tx, mut queued) = tokio::sync::mpsc::unbounded_channel();
+            let tasks: Vec<_> = nine_writes(&counters(), &[], &[])
+                .into_iter()
+                .map(|w| {
+                    let (db, queued_tx) = (Arc::clone(&db), queued_tx.clone());
+                    tokio::spawn(async move {
+                        // Told in the same poll as the write is queued, before it waits.
+                        let _ = queued_tx.send(());
+                        db.write_async(w).await
+                    })
+                })
+                .collect();
+            for _ in 0..9 {
+                queued.recv().await.expect("queued");
+            }
+            release.send(()).expect("release");
+            let all = async {
+                let mut answers = Vec::new();
+                for t in tasks {
+                    answers.push(t.await.expect("task"));
+                }
+                answers
+            };
+            tokio::select! {
+                answers = all => answers,
+                () = deliveries => unreachable!("the delivery ends only with the thread"),
+            }
+        });
+        assert!(holder.join().expect("holder").is_ok());
+        let values: Vec<i64> = answers.into_iter().map(|r| r.expect("ok")).collect();
+        assert_eq!(values, (1..=9).collect::<Vec<_>>());
+        assert_eq!(
+            db.writer_stats().groups.load(Ordering::Relaxed) - groups_before,
+            1
+        );
+        // The group's nine answers went to this thread in one batch (the holder's, from a
+        // thread that does not deliver, was answered by the writer).
+        assert_eq!(batches(), 1);
+        // Its delivery gone (dropped with the block_on above), a write from this thread is
+        // still answered, by the writer.
+        let answer = runtime.block_on(db.write_async(|c| {
+            c.execute("INSERT INTO t VALUES (10)", [])
+                .map_err(StoreError::from)
+        }));
+        assert_eq!(answer.expect("answered"), 1);
+        assert_eq!(batches(), 1);
+        assert_eq!(all_rows(&db), (1..=10).collect::<Vec<_>>());
     }
 
     #[test]
