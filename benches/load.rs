@@ -11,9 +11,11 @@
 //! alone on one and two threads; (5) the server's resident memory with 100,000 jobs in its
 //! database while it serves GETs. Everything talks to 127.0.0.1 only, and every loop is
 //! bounded in count and time. `VENEER_BENCH_ONLY=drain` runs (4) alone (~1 min),
+//! `VENEER_BENCH_ONLY=cancel` the cancel rounds of (2) alone (~30 s),
 //! `VENEER_BENCH_ONLY=routes` (1) and (2) alone (GET and cancel at 32 connections also in
 //! rounds, each between its ceilings), `VENEER_BENCH_ONLY=memory` (5) alone (~15 s);
-//! `VENEER_BENCH_NO_POSTGRES=1` skips the PostgreSQL part.
+//! `VENEER_BENCH_NO_POSTGRES=1` skips the PostgreSQL part; `VENEER_BENCH_BIN=path` serves
+//! from another build of the binary (A/B runs).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -64,6 +66,16 @@ fn main() {
     if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("memory") {
         // The memory part alone (~15 s).
         memory(dir.path());
+        return;
+    }
+    if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("cancel") {
+        // The cancel rounds alone (~30 s), for A/B runs of one lever (with VENEER_BENCH_BIN).
+        drop(raw_db(&dir.path().join("raw.db")));
+        let server = serve(dir.path(), "cancel.db", &["--paused"]);
+        let variant_id = create_variant(&mut Client::connect(&server.addr), &server.key);
+        println!("| route | connections | requests | req/s | p50 | p99 | vs ceiling |");
+        println!("|---|---|---|---|---|---|---|");
+        cancel_rounds(dir.path(), &server, &variant_id);
         return;
     }
     if std::env::var("VENEER_BENCH_ONLY").as_deref() == Ok("routes") {
@@ -145,7 +157,7 @@ fn raw_transactions(conn: &rusqlite::Connection, n: usize, debit: bool) -> f64 {
 }
 
 /// Issue 12's raw transaction again, on the raw ceiling's database (its tables made by
-/// [`raw_sqlite`]), for a write phase to be measured beside: transactions per second.
+/// [`raw_db`]), for a write phase to be measured beside: transactions per second.
 fn raw_debit_insert_now(dir: &std::path::Path) -> f64 {
     let conn = rusqlite::Connection::open(dir.join("raw.db")).expect("open");
     conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
@@ -154,10 +166,10 @@ fn raw_debit_insert_now(dir: &std::path::Path) -> f64 {
     raw_transactions(&conn, 10_000, true)
 }
 
-fn raw_sqlite(dir: &std::path::Path) -> Raw {
-    const N: usize = 20_000;
-    let path = dir.join("raw.db");
-    let conn = rusqlite::Connection::open(&path).expect("open");
+/// The raw transactions' database: WAL, `synchronous=NORMAL`, the table they insert into and
+/// the one row they debit.
+fn raw_db(path: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("open");
     conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .expect("wal");
@@ -165,16 +177,20 @@ fn raw_sqlite(dir: &std::path::Path) -> Raw {
         .expect("pragma");
     conn.execute_batch(
         "CREATE TABLE t (id TEXT PRIMARY KEY, org_id TEXT NOT NULL, status TEXT NOT NULL, \
-         inputs TEXT NOT NULL, created_at TEXT NOT NULL)",
-    )
-    .expect("table");
-    let insert = raw_transactions(&conn, N, false);
-    // Issue 12's baseline: each transaction debits one row and inserts one.
-    conn.execute_batch(
-        "CREATE TABLE o (id TEXT PRIMARY KEY, credits INTEGER NOT NULL); \
+         inputs TEXT NOT NULL, created_at TEXT NOT NULL); \
+         CREATE TABLE o (id TEXT PRIMARY KEY, credits INTEGER NOT NULL); \
          INSERT INTO o VALUES ('org', 1000000000)",
     )
-    .expect("table");
+    .expect("tables");
+    conn
+}
+
+fn raw_sqlite(dir: &std::path::Path) -> Raw {
+    const N: usize = 20_000;
+    let path = dir.join("raw.db");
+    let conn = raw_db(&path);
+    let insert = raw_transactions(&conn, N, false);
+    // Issue 12's baseline: each transaction debits one row and inserts one.
     let debit_insert = raw_transactions(&conn, N, true);
     let raw = Raw {
         insert,
@@ -447,7 +463,9 @@ fn serve(dir: &std::path::Path, name: &str, extra: &[&str]) -> Served {
 
 /// The real binary on any database (`--db` a file or a `postgres://` URL).
 fn serve_on(db: &str, extra: &[&str]) -> Served {
-    let mut child = Command::new(BIN)
+    // Another build of the binary, for A/B runs of one lever.
+    let bin = std::env::var("VENEER_BENCH_BIN").unwrap_or_else(|_| BIN.to_string());
+    let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .args([
@@ -832,16 +850,21 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
         );
         offset += total;
     }
-    // Cancel at 32 connections again, in rounds, each between two runs of the raw
-    // transaction, on jobs submitted for them here (not measured): one cancel phase is about
-    // a quarter of a second, and the ratio of a single phase moved by fifteen points from run
-    // to run.
+    cancel_rounds(dir, &server, &variant_id);
+    trivial_rates[1]
+}
+
+/// Cancel at [`CLIENTS`] connections in [`ROUNDS`] rounds, each between two runs of the raw
+/// transaction, on jobs submitted for them here (not measured): one cancel phase is about a
+/// quarter of a second, and the ratio of a single phase moved by fifteen points from run to
+/// run.
+fn cancel_rounds(dir: &std::path::Path, server: &Served, variant_id: &str) {
     let fresh = drive(
         &server.addr,
         &server.key,
         CLIENTS,
         ROUNDS * total_for(CLIENTS),
-        submit_request(&variant_id),
+        submit_request(variant_id),
     );
     let fresh = Arc::new(fresh.ids);
     let measured = rounds(&|| raw_debit_insert_now(dir), &|round| {
@@ -862,7 +885,6 @@ fn http_routes(dir: &std::path::Path, raw: Raw) -> f64 {
         &measured,
         true,
     );
-    trivial_rates[1]
 }
 
 /// Rounds in which GET and cancel at [`CLIENTS`] connections are measured again.
