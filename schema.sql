@@ -77,7 +77,13 @@ CREATE TABLE jobs (
     -- When a client asked to cancel the running job; the holder stops it and refunds.
     cancel_requested_at TEXT
 );
-CREATE INDEX jobs_queue ON jobs(status, org_id, id);
+-- The queue: the pending jobs and the running ones, each in an index of its own that holds
+-- only them (partial), so a job that ends leaves its index and enters none — a cancel or a
+-- completion deletes one entry instead of moving it into a range of ended jobs that only
+-- grows. SQLite uses a partial index only for a query that states its condition as written
+-- here (`status = 'pending'`), which every queue query does.
+CREATE INDEX jobs_pending ON jobs(org_id, id) WHERE status = 'pending';
+CREATE INDEX jobs_running ON jobs(org_id, id) WHERE status = 'running';
 CREATE INDEX jobs_org ON jobs(org_id, id);
 
 CREATE TABLE credit_ledger (

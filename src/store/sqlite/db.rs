@@ -29,7 +29,7 @@ use crate::store::StoreError;
 
 /// The schema every table lives in; bump [`SCHEMA_VERSION`] with any change to it.
 pub const SCHEMA: &str = include_str!("../../../schema.sql");
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The steps from each earlier schema version to the next: `(from, SQL)`. SQLite cannot relax
 /// a `NOT NULL`, so a changed table is rebuilt and its rows copied.
@@ -115,6 +115,14 @@ const UPGRADES: &[(i64, &str)] = &[
      DROP TABLE daily_writes;
      ALTER TABLE daily_writes_v4 RENAME TO daily_writes;
      DROP INDEX jobs_org_kind;",
+    ),
+    (
+        4,
+        // Version 5: the queue in two partial indexes, pending and running (issue 12): a job
+        // that ends no longer moves into an index range of ended jobs.
+        "DROP INDEX jobs_queue;
+     CREATE INDEX jobs_pending ON jobs(org_id, id) WHERE status = 'pending';
+     CREATE INDEX jobs_running ON jobs(org_id, id) WHERE status = 'running';",
     ),
 ];
 
