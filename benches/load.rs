@@ -1087,9 +1087,12 @@ impl DrainServer {
     fn drain(&self, jobs: usize) -> f64 {
         let conn = rusqlite::Connection::open(&self.served.db).expect("open");
         conn.busy_timeout(Duration::from_secs(10)).expect("pragma");
+        // Each count from its partial index (`jobs_pending`, `jobs_running`): a `status IN
+        // (…)` would scan the whole table, every 2 ms, on the cores the drain is measured on.
         let open = || -> i64 {
             conn.query_row(
-                "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')",
+                "SELECT (SELECT count(*) FROM jobs WHERE status = 'pending') \
+                 + (SELECT count(*) FROM jobs WHERE status = 'running')",
                 [],
                 |r| r.get(0),
             )
