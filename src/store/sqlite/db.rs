@@ -175,9 +175,8 @@ trait QueuedWrite: Send {
 /// A write and its caller's answer.
 struct Pending<F, T, E, A> {
     write: F,
+    /// The write's last result; once [`QueuedWrite::settle`]d, its caller's answer.
     result: Option<Result<T, E>>,
-    /// Set by [`QueuedWrite::settle`]: the answer.
-    settled: Option<Result<T, E>>,
     lane: Option<Lane>,
     answer: A,
 }
@@ -197,7 +196,7 @@ where
     }
 
     fn settle(&mut self, ended: Result<(), &StoreError>) {
-        self.settled = Some(match (ended, self.result.take()) {
+        self.result = Some(match (ended, self.result.take()) {
             (_, Some(Err(e))) => Err(e),
             (Ok(()), Some(Ok(value))) => Ok(value),
             (Err(e), None) => Err(E::from(StoreError::Task(e.to_string()))),
@@ -213,14 +212,11 @@ where
     }
 
     fn deliver(self: Box<Self>) {
-        let Pending {
-            settled, answer, ..
-        } = *self;
-        answer(settled.unwrap_or_else(|| {
-            Err(E::from(StoreError::Task(
-                "the write was not answered".into(),
-            )))
-        }))
+        let Pending { result, answer, .. } = *self;
+        answer(
+            result
+                .unwrap_or_else(|| Err(E::from(StoreError::Task("the write was not run".into())))),
+        )
     }
 }
 
@@ -650,7 +646,6 @@ impl Db {
         let work = Work::Write(Box::new(Pending {
             write: f,
             result: None,
-            settled: None,
             lane,
             answer,
         }));
